@@ -1,0 +1,1 @@
+from sslth.subset_sum import solve

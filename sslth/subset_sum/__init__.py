@@ -1,0 +1,13 @@
+"""Batched fixed-size subset sum: pick exactly k of m candidates whose sum is near a target.
+
+The public entry point is :func:`solve`. Methods plug into :data:`METHODS` (see
+:mod:`sslth.subset_sum.registry`); whatever a method returns, :func:`solve` recomputes the
+error of the picked subsets in float64 from the values themselves, so a method cannot report a
+sum it did not pick.
+"""
+
+from sslth.subset_sum.api import SolveResult, solve
+from sslth.subset_sum.registry import METHODS, register
+from sslth.subset_sum import brute as _brute  # noqa: F401  (registers "brute")
+
+__all__ = ["METHODS", "SolveResult", "register", "solve"]

@@ -1,0 +1,129 @@
+"""Input validation, chunking and result recomputation around the registered methods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sslth.subset_sum.registry import METHODS, Problem
+
+DEFAULT_MEMORY_BUDGET = 2 * 1024**3
+
+
+@dataclass
+class SolveResult:
+    """Outcome of :func:`solve` for a batch of B instances.
+
+    ``error`` is recomputed in float64 from ``mask`` and the input values, never taken from a
+    method's bookkeeping.
+    """
+
+    mask: torch.Tensor  # (B, m) bool, exactly k True per row, only on valid candidates
+    error: torch.Tensor  # (B,) float64, |sum of picked values - target|
+    solved: torch.Tensor  # (B,) bool, error < tol
+    infeasible: torch.Tensor  # (B,) bool, proved: no k-subset within tol exists
+    budget_exhausted: torch.Tensor  # (B,) bool, an exact search stopped on its budget there
+
+    def __len__(self) -> int:
+        return self.mask.shape[0]
+
+
+def _as_batch_tensor(x, batch: int, dtype: torch.dtype, device, name: str) -> torch.Tensor:
+    t = torch.as_tensor(x, dtype=dtype, device=device)
+    if t.dim() == 0:
+        return t.expand(batch)
+    if t.shape != (batch,):
+        raise ValueError(f"{name} must be a scalar or have shape ({batch},), got {tuple(t.shape)}")
+    return t
+
+
+def solve(
+    values: torch.Tensor,
+    targets: torch.Tensor,
+    k: int | torch.Tensor,
+    tol: float | torch.Tensor,
+    *,
+    valid: torch.Tensor | None = None,
+    method: str = "auto",
+    generator: torch.Generator | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    **options,
+) -> SolveResult:
+    """Pick exactly ``k`` of the ``m`` valid candidates of each row, summing close to its target.
+
+    Args:
+        values: (B, m) float32 or float64 candidate values, on any device.
+        targets: (B,) target sums.
+        k: subset size, an int or a (B,) integer tensor.
+        tol: tolerance, a float or (B,) tensor; a row is solved when |sum - target| < tol.
+        valid: optional (B, m) bool; False marks candidates that may not be picked.
+        method: a name in :data:`sslth.subset_sum.METHODS`.
+        generator: seeds the randomized methods (same seed, same masks on CPU).
+        memory_budget: bytes the solver may use for temporaries; work is chunked to fit.
+        **options: passed to the method (for example a node budget for ``"exact"``).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown subset-sum method {method!r}; available: {sorted(METHODS)}")
+    if not isinstance(values, torch.Tensor) or values.dim() != 2:
+        raise ValueError("values must be a (B, m) tensor")
+    if not (values.dtype.is_floating_point):
+        raise ValueError(f"values must be float32 or float64, got {values.dtype}")
+    batch, m = values.shape
+    device = values.device
+    values = values.to(torch.float64)
+    targets = _as_batch_tensor(targets, batch, torch.float64, device, "targets")
+    if isinstance(k, torch.Tensor) and (k.is_floating_point() or k.dtype == torch.bool):
+        raise ValueError(f"k must be an integer or an integer tensor, got dtype {k.dtype}")
+    if not isinstance(k, torch.Tensor) and (isinstance(k, bool) or int(k) != k):
+        raise ValueError(f"k must be an integer, got {k!r}")
+    k = _as_batch_tensor(k, batch, torch.int64, device, "k")
+    tol = _as_batch_tensor(tol, batch, torch.float64, device, "tol")
+    if valid is None:
+        valid = torch.ones(batch, m, dtype=torch.bool, device=device)
+    else:
+        valid = torch.as_tensor(valid, device=device)
+        if valid.dtype != torch.bool or valid.shape != (batch, m):
+            raise ValueError(f"valid must be a bool tensor of shape ({batch}, {m})")
+    if memory_budget <= 0:
+        raise ValueError(f"memory_budget must be positive, got {memory_budget}")
+
+    if batch > 0:
+        if not torch.isfinite(values).all():
+            bad = int((~torch.isfinite(values)).any(dim=1).nonzero()[0])
+            raise ValueError(f"values contain NaN or Inf (first in row {bad})")
+        if not torch.isfinite(targets).all():
+            raise ValueError("targets contain NaN or Inf")
+        if not (tol > 0).all():
+            raise ValueError(f"tol must be > 0, got a minimum of {float(tol.min())}")
+        if not (k >= 1).all():
+            raise ValueError(f"k must be >= 1, got a minimum of {int(k.min())}")
+        n_valid = valid.sum(dim=1)
+        short = k > n_valid
+        if short.any():
+            row = int(short.nonzero()[0])
+            raise ValueError(
+                f"impossible k: row {row} asks for k={int(k[row])} of only "
+                f"{int(n_valid[row])} valid candidates ({int(short.sum())} rows affected)"
+            )
+
+    problem = Problem(values, targets, k, tol, valid, generator, memory_budget, options)
+    if batch == 0:
+        empty = torch.zeros(0, dtype=torch.bool, device=device)
+        return SolveResult(
+            torch.zeros(0, m, dtype=torch.bool, device=device),
+            torch.zeros(0, dtype=torch.float64, device=device),
+            empty, empty.clone(), empty.clone(),
+        )
+    out = METHODS[method](problem)
+    mask = out.mask
+    picked = (mask & valid).sum(dim=1)
+    if mask.shape != (batch, m) or bool((mask & ~valid).any()) or bool((picked != k).any()):
+        raise RuntimeError(f"subset-sum method {method!r} returned an invalid mask")
+    error = (torch.where(mask, values, 0.0).sum(dim=1) - targets).abs()
+    solved = error < tol
+    infeasible = out.infeasible & ~solved
+    exhausted = out.budget_exhausted
+    if exhausted is None:
+        exhausted = torch.zeros(batch, dtype=torch.bool, device=device)
+    return SolveResult(mask, error, solved, infeasible, exhausted & ~solved)
