@@ -6,8 +6,9 @@ error of the picked subsets in float64 from the values themselves, so a method c
 sum it did not pick.
 """
 
+from sslth.subset_sum import brute as _brute  # noqa: F401  (registers "brute")
+from sslth.subset_sum import exact as _exact  # noqa: F401  (registers "exact")
 from sslth.subset_sum.api import SolveResult, solve
 from sslth.subset_sum.registry import METHODS, register
-from sslth.subset_sum import brute as _brute  # noqa: F401  (registers "brute")
 
 __all__ = ["METHODS", "SolveResult", "register", "solve"]

@@ -41,4 +41,5 @@ def brute(problem: Problem) -> MethodOutput:
             best = err.argmin(dim=1)  # first minimum: lexicographically smallest subset
             mask[chunk.unsqueeze(1), combos[best]] = True
     # every subset was looked at, so "best not within tol" proves infeasibility
-    return MethodOutput(mask=mask, infeasible=torch.ones(batch, dtype=torch.bool, device=values.device))
+    proved = torch.ones(batch, dtype=torch.bool, device=values.device)
+    return MethodOutput(mask=mask, infeasible=proved)

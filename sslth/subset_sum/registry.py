@@ -7,8 +7,8 @@ row, and a (B,) bool tensor of rows it *proved* infeasible (all False for heuris
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

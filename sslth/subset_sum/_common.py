@@ -1,0 +1,75 @@
+"""Helpers shared by the subset-sum methods: combination tables, compaction, seeding."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from functools import lru_cache
+
+import torch
+
+DEFAULT_SEED = 0x5EED
+
+
+@lru_cache(maxsize=256)
+def _combos_cpu(n: int, r: int) -> torch.Tensor:
+    if r == 0:
+        return torch.zeros(1, 0, dtype=torch.long)
+    flat = list(itertools.chain.from_iterable(itertools.combinations(range(n), r)))
+    return torch.tensor(flat, dtype=torch.long).reshape(math.comb(n, r), r)
+
+
+_DEVICE_CACHE: dict[tuple[int, int, str], torch.Tensor] = {}
+
+
+def combos(n: int, r: int, device: torch.device) -> torch.Tensor:
+    """All r-subsets of range(n) as a (C(n, r), r) long table, lexicographic, cached per device."""
+    key = (n, r, str(device))
+    t = _DEVICE_CACHE.get(key)
+    if t is None:
+        t = _combos_cpu(n, r).to(device)
+        if len(_DEVICE_CACHE) > 512:  # tables are small, but do not grow without bound
+            _DEVICE_CACHE.clear()
+        _DEVICE_CACHE[key] = t
+    return t
+
+
+def subset_sums(vals: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """(b, n) values, (C, r) index table -> (b, C) sums, without a (b, C, r) temporary."""
+    b = vals.shape[0]
+    if table.shape[1] == 0:
+        return vals.new_zeros(b, table.shape[0])
+    out = vals[:, table[:, 0]]
+    for t in range(1, table.shape[1]):
+        out += vals[:, table[:, t]]
+    return out
+
+
+def compact_order(valid: torch.Tensor) -> torch.Tensor:
+    """Column order per row putting the valid candidates first (stable, so deterministic)."""
+    return torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices
+
+
+def default_generator(generator: torch.Generator | None) -> torch.Generator:
+    """A fixed-seed CPU generator when none is given, so results are reproducible."""
+    if generator is not None:
+        return generator
+    g = torch.Generator()
+    g.manual_seed(DEFAULT_SEED)
+    return g
+
+
+def rand(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Uniform [0, 1) drawn on the generator's device, then moved: CPU seeds stay valid on CUDA."""
+    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+
+
+def groups(keys: torch.Tensor) -> list[tuple[tuple[int, ...], torch.Tensor]]:
+    """Split row indices by the distinct rows of an integer (B, d) key tensor."""
+    uniq, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    order = torch.argsort(inverse, stable=True)
+    counts = torch.bincount(inverse, minlength=uniq.shape[0]).tolist()
+    out = []
+    for key, rows in zip(uniq.tolist(), order.split(counts), strict=True):
+        out.append((tuple(key), rows))
+    return out
