@@ -1,0 +1,113 @@
+"""From subset-sum picks to pruning masks, and masks in the ``torch.nn.utils.prune`` format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from sslth.construct import PairSpec, SignInstances, input_of_neuron
+
+
+@dataclass
+class PairMasks:
+    """The ticket's masks for one random pair, stored compactly.
+
+    U keeps at most one entry per hidden neuron (its block-diagonal entry, or its bias for the
+    bias block), so its mask is the (hidden,) vector ``kept_neurons``; V's mask is dense.
+    """
+
+    spec: PairSpec
+    kept_neurons: torch.Tensor  # (hidden,) bool
+    second: torch.Tensor  # (d_out, hidden) bool
+
+    def first_weight_mask(self) -> torch.Tensor:
+        """(hidden, d_in) bool mask of U's weight."""
+        spec = self.spec
+        mask = torch.zeros(spec.hidden, spec.d_in, dtype=torch.bool)
+        rows = torch.arange(spec.block_size * spec.d_in)
+        mask[rows, input_of_neuron(self.spec)[rows]] = self.kept_neurons[rows]
+        return mask
+
+    def first_bias_mask(self) -> torch.Tensor | None:
+        if not self.spec.has_bias:
+            return None
+        mask = torch.zeros(self.spec.hidden, dtype=torch.bool)
+        start = self.spec.block_size * self.spec.d_in
+        mask[start:] = self.kept_neurons[start:]
+        return mask
+
+
+def masks_from_picks(spec: PairSpec, picks: list[tuple[SignInstances, torch.Tensor]]) -> PairMasks:
+    """Turn per-sign (B, m) pick masks into V's mask; a U entry is kept iff some output uses
+    its neuron."""
+    second = torch.zeros(spec.d_out, spec.hidden, dtype=torch.uint8)
+    for instances, pick in picks:
+        n_blocks, width = instances.neuron.shape
+        index = instances.neuron.reshape(1, -1).expand(spec.d_out, -1)
+        chosen = (pick.cpu() & instances.valid.cpu()).reshape(spec.d_out, n_blocks * width)
+        second.scatter_add_(1, index, chosen.to(torch.uint8))
+    if second.numel() and int(second.max()) > 1:
+        raise RuntimeError("a weight of V was picked twice: the instances overlap")
+    second = second.bool()
+    return PairMasks(spec, second.any(dim=0), second)
+
+
+def apply_pair_masks(first: nn.Linear, second: nn.Linear, masks: PairMasks) -> None:
+    """Attach the masks with ``prune.custom_from_mask``: ``weight_orig`` keeps the random
+    weights, ``weight_mask`` the ticket."""
+    prune.custom_from_mask(first, "weight", masks.first_weight_mask())
+    if first.bias is not None:
+        prune.custom_from_mask(first, "bias", masks.first_bias_mask())
+    prune.custom_from_mask(second, "weight", masks.second)
+
+
+def make_permanent(network: nn.Sequential) -> nn.Sequential:
+    """The ``prune.remove`` of every pruned tensor: a plain ``nn.Sequential`` whose weights are
+    the masked weights (zeros where pruned)."""
+    for module in network:
+        for name in ("weight", "bias"):
+            if prune.is_pruned(module) and hasattr(module, name + "_mask"):
+                prune.remove(module, name)
+    return network
+
+
+def linear_layers(network: nn.Sequential) -> list[nn.Linear]:
+    return [module for module in network if isinstance(module, nn.Linear)]
+
+
+def effective_pairs(
+    network: nn.Sequential,
+) -> list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
+    """(U weight, U bias, V weight) of each pair as the network computes them (masked, float64)."""
+    linears = linear_layers(network)
+    if len(linears) % 2:
+        raise ValueError("a ticket network has an even number of linear layers")
+    pairs = []
+    for first, second in zip(linears[::2], linears[1::2], strict=True):
+        if second.bias is not None and bool((second.bias != 0).any()):
+            raise ValueError("the second layer of a random pair must have no bias")
+        bias = None if first.bias is None else first.bias.detach().to(torch.float64)
+        pairs.append(
+            (
+                first.weight.detach().to(torch.float64),
+                bias,
+                second.weight.detach().to(torch.float64),
+            )
+        )
+    return pairs
+
+
+def count_kept(network: nn.Sequential) -> int:
+    """Nonzero mask entries of every pruned tensor (kept weights of the ticket)."""
+    kept = 0
+    for module in linear_layers(network):
+        for name in ("weight", "bias"):
+            mask = getattr(module, name + "_mask", None)
+            if mask is not None:
+                kept += int((mask != 0).sum())
+            elif getattr(module, name, None) is not None:
+                kept += int((getattr(module, name) != 0).sum())
+    return kept

@@ -1,0 +1,199 @@
+"""Validation of target networks and their conversion to float64 layer matrices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TargetLayer:
+    """One affine layer of a target, copied to float64 (the caller's tensors are never kept)."""
+
+    weight: torch.Tensor  # (d_out, d_in) float64
+    bias: torch.Tensor | None  # (d_out,) float64
+
+    @property
+    def d_in(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def d_out(self) -> int:
+        return self.weight.shape[0]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A validated ReLU network f(x) = W_l σ(… σ(W_1 x + b_1) …) + b_l."""
+
+    layers: tuple[TargetLayer, ...]
+    flatten_input: bool = False  # the target began with nn.Flatten
+
+    @property
+    def widths(self) -> list[int]:
+        return [self.layers[0].d_in] + [layer.d_out for layer in self.layers]
+
+    @property
+    def has_bias(self) -> bool:
+        return any(layer.bias is not None for layer in self.layers)
+
+    @property
+    def num_params(self) -> int:
+        return sum(
+            layer.weight.numel() + (0 if layer.bias is None else layer.bias.numel())
+            for layer in self.layers
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluate the target in float64 on a (N, d_in) batch."""
+        x = x.to(torch.float64)
+        for index, layer in enumerate(self.layers):
+            w = layer.weight.to(x.device)
+            x = x @ w.T
+            if layer.bias is not None:
+                x = x + layer.bias.to(x.device)
+            if index < len(self.layers) - 1:
+                x = torch.relu(x)
+        return x
+
+    def to_module(self) -> nn.Sequential:
+        """A float32 ``nn.Sequential`` that computes this target (a fresh copy)."""
+        modules: list[nn.Module] = [nn.Flatten()] if self.flatten_input else []
+        for index, layer in enumerate(self.layers):
+            linear = nn.Linear(layer.d_in, layer.d_out, bias=layer.bias is not None)
+            with torch.no_grad():
+                linear.weight.copy_(layer.weight)
+                if layer.bias is not None:
+                    linear.bias.copy_(layer.bias)
+            modules.append(linear)
+            if index < len(self.layers) - 1:
+                modules.append(nn.ReLU())
+        return nn.Sequential(*modules)
+
+
+def _check_finite(name: str, tensor: torch.Tensor) -> None:
+    if not torch.isfinite(tensor).all():
+        bad = "NaN" if torch.isnan(tensor).any() else "Inf"
+        raise ValueError(f"{name} contains {bad} values; a target must have finite weights")
+
+
+def _copy(tensor, name: str, dims: int) -> torch.Tensor:
+    if isinstance(tensor, np.ndarray):
+        tensor = torch.from_numpy(tensor)
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor or array, got {type(tensor).__name__}")
+    if tensor.dim() != dims:
+        raise ValueError(f"{name} must have {dims} dimensions, got shape {tuple(tensor.shape)}")
+    if not (tensor.dtype.is_floating_point or tensor.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"{name} has unsupported dtype {tensor.dtype}")
+    copy = tensor.detach().to(device="cpu", dtype=torch.float64).clone()
+    _check_finite(name, copy)
+    return copy
+
+
+def _layers_from_sequential(model: nn.Sequential) -> tuple[list[tuple], bool]:
+    modules = list(model)
+    flatten = False
+    if modules and isinstance(modules[0], nn.Flatten):
+        flat = modules[0]
+        if flat.start_dim != 1 or flat.end_dim != -1:
+            raise ValueError(
+                "layer 0 (Flatten): only nn.Flatten(start_dim=1, end_dim=-1) is supported"
+            )
+        flatten = True
+        modules = modules[1:]
+    offset = 1 if flatten else 0
+    if not modules:
+        raise ValueError("the target has no nn.Linear layer")
+    layers: list[tuple] = []
+    expect_linear = True
+    for position, module in enumerate(modules, start=offset):
+        kind = type(module).__name__
+        if expect_linear:
+            if not isinstance(module, nn.Linear):
+                if isinstance(module, nn.ReLU):
+                    raise ValueError(
+                        f"layer {position} (ReLU): expected nn.Linear; two activations in a row or "
+                        "a leading ReLU is not a target of the form W_l σ(… σ(W_1 x))"
+                    )
+                raise TypeError(
+                    f"layer {position} ({kind}) is not supported: a target is an nn.Sequential of "
+                    "nn.Linear and nn.ReLU (optionally starting with nn.Flatten)"
+                )
+            name = f"layer {position} (Linear {module.in_features}->{module.out_features})"
+            weight = _copy(module.weight, f"{name} weight", 2)
+            bias = None if module.bias is None else _copy(module.bias, f"{name} bias", 1)
+            layers.append((name, weight, bias))
+        else:
+            if not isinstance(module, nn.ReLU):
+                raise TypeError(
+                    f"layer {position} ({kind}) is not supported: between two nn.Linear layers "
+                    "only nn.ReLU is allowed"
+                )
+        expect_linear = not expect_linear
+    if expect_linear:
+        raise ValueError(
+            f"layer {offset + len(modules) - 1} (ReLU): the target must end with nn.Linear "
+            "(no activation after the last layer)"
+        )
+    return layers, flatten
+
+
+def as_target(target, *, allow_bias: bool = True) -> Target:
+    """Validate ``target`` and return a float64 copy of its layers.
+
+    Accepted: an ``nn.Sequential`` of ``nn.Linear`` and ``nn.ReLU`` alternating, starting and
+    ending with ``nn.Linear`` (a leading ``nn.Flatten`` is allowed), a single ``nn.Linear``,
+    a list of weight matrices, or a list of ``(weight, bias)`` pairs. The caller's objects are
+    only read.
+    """
+    if isinstance(target, Target):
+        return target
+    flatten = False
+    if isinstance(target, nn.Sequential):
+        raw, flatten = _layers_from_sequential(target)
+    elif isinstance(target, nn.Linear):
+        raw, flatten = _layers_from_sequential(nn.Sequential(target))
+    elif isinstance(target, nn.Module):
+        raise TypeError(
+            f"target of type {type(target).__name__} is not supported: pass an nn.Sequential of "
+            "nn.Linear and nn.ReLU, or a list of weight matrices"
+        )
+    elif isinstance(target, Sequence) and not isinstance(target, (str, bytes)) and target:
+        raw = []
+        for index, item in enumerate(target):
+            name = f"layer {index}"
+            if isinstance(item, (tuple, list)) and len(item) == 2:
+                weight = _copy(item[0], f"{name} weight", 2)
+                bias = None if item[1] is None else _copy(item[1], f"{name} bias", 1)
+            else:
+                weight, bias = _copy(item, f"{name} weight", 2), None
+            raw.append((f"{name} ({weight.shape[1]}->{weight.shape[0]})", weight, bias))
+    else:
+        raise TypeError(
+            f"target must be an nn.Sequential of nn.Linear/nn.ReLU or a non-empty list of weight "
+            f"matrices, got {type(target).__name__}"
+        )
+
+    layers = []
+    previous_out = None
+    for name, weight, bias in raw:
+        if weight.shape[0] == 0 or weight.shape[1] == 0:
+            raise ValueError(f"{name} has an empty weight of shape {tuple(weight.shape)}")
+        if previous_out is not None and weight.shape[1] != previous_out:
+            raise ValueError(
+                f"{name}: shapes do not chain, it takes {weight.shape[1]} inputs but the previous "
+                f"layer gives {previous_out} outputs"
+            )
+        if bias is not None:
+            if not allow_bias:
+                raise ValueError(f"{name} has a bias, which this operation does not support")
+            if bias.shape != (weight.shape[0],):
+                raise ValueError(f"{name}: bias of shape {tuple(bias.shape)} does not match weight")
+        previous_out = weight.shape[0]
+        layers.append(TargetLayer(weight, bias))
+    return Target(tuple(layers), flatten)

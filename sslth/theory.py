@@ -1,0 +1,97 @@
+"""Closed forms of the paper and of DESIGN §4, used to seed searches and to draw predictions.
+
+Binary entropy, the Poisson heuristic for fixed-size random subset sum (the expected number of
+k-subsets within δ of z is λ = C(n, k) · 2δ · f_k(z), with f_k the density of a sum of k
+candidates, computed from the characteristic function), and Eq. 28/29 of Theorem 3.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+UNIFORM = "uniform"  # Uniform[-1, 1]: φ(t) = sin(t)/t
+PRODUCT = "product"  # product of two Uniform[-1, 1]: φ(t) = Si(t)/t
+DISTRIBUTIONS = (UNIFORM, PRODUCT)
+
+
+def binary_entropy(x: float) -> float:
+    """H2(x) = −x log2 x − (1 − x) log2(1 − x), with H2(0) = H2(1) = 0."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0
+    return -x * math.log2(x) - (1.0 - x) * math.log2(1.0 - x)
+
+
+def log_binomial(n: float, k: float) -> float:
+    """Natural log of C(n, k), for real arguments through the gamma function."""
+    if k < 0 or k > n:
+        return -math.inf
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+@lru_cache(maxsize=4)
+def _grid(distribution: str) -> tuple[np.ndarray, np.ndarray]:
+    # φ(t)^k decays like t^-k (uniform) or (log t / t)^k (product); t up to 400 with a fine
+    # step is enough for k >= 2; k = 1 is handled in closed form.
+    t = np.linspace(0.0, 400.0, 400_001)
+    safe = np.where(t == 0, 1.0, t)
+    if distribution == UNIFORM:
+        phi = np.where(t == 0, 1.0, np.sin(safe) / safe)
+    elif distribution == PRODUCT:
+        integrand = np.where(t == 0, 1.0, np.sin(safe) / safe)
+        step = t[1] - t[0]
+        si = np.concatenate([[0.0], np.cumsum((integrand[1:] + integrand[:-1]) * step / 2)])
+        phi = np.where(t == 0, 1.0, si / safe)
+    else:
+        raise ValueError(f"unknown distribution {distribution!r}; choose from {DISTRIBUTIONS}")
+    return t, phi
+
+
+def sum_density(k: int, z: float, distribution: str = PRODUCT) -> float:
+    """Density at z of the sum of k i.i.d. candidates of the given distribution."""
+    if k < 1:
+        raise ValueError("k must be >= 1")
+    z = abs(float(z))
+    if k == 1:
+        if distribution == UNIFORM:
+            return 0.5 if z <= 1 else 0.0
+        return -0.5 * math.log(z) if 0 < z < 1 else (math.inf if z == 0 else 0.0)
+    variance = k / (3.0 if distribution == UNIFORM else 9.0)
+    if k > 60:  # the local limit theorem is then far more accurate than the quadrature
+        return math.exp(-z * z / (2 * variance)) / math.sqrt(2 * math.pi * variance)
+    t, phi = _grid(distribution)
+    values = phi**k * np.cos(t * z)
+    step = t[1] - t[0]
+    return float(max(np.trapezoid(values, dx=step) / math.pi, 0.0))
+
+
+def poisson_lambda(n: float, k: int, delta: float, z: float, distribution: str = PRODUCT) -> float:
+    """Expected number of k-subsets of n candidates whose sum is within δ of z."""
+    return math.exp(log_binomial(n, k)) * 2.0 * delta * sum_density(k, z, distribution)
+
+
+def success_probability(
+    n: float, k: int, delta: float, z: float, distribution: str = PRODUCT
+) -> float:
+    """Poisson prediction 1 − exp(−λ) that some k-subset is within δ of z."""
+    return -math.expm1(-poisson_lambda(n, k, delta, z, distribution))
+
+
+def theorem2_ratio(n: int, k: int, delta: float) -> float:
+    """x = n·H2(k/n) / log2(k/δ): Theorem 2 asks for x >= c_hyp."""
+    return n * binary_entropy(k / n) / math.log2(k / delta)
+
+
+def theorem5_necessary(n: int, k: int, delta: float) -> bool:
+    """Counting bound (Theorem 5's lower bound, one target): C(n, k) · 2δ must reach the
+    length of the target interval for every target to be within reach."""
+    return log_binomial(n, k) + math.log(2 * delta) >= 0.0
+
+
+def paper_neurons_per_input(
+    c_amp: float, depth: int, d_in: int, d_out: int, epsilon: float, density: float
+) -> float:
+    """Eq. 29: n* = c_amp · log2²(2 l d_{i−1} d_i / ε) / H2(γ')."""
+    return c_amp * math.log2(2 * depth * d_in * d_out / epsilon) ** 2 / binary_entropy(density)
