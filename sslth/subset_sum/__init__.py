@@ -8,6 +8,7 @@ sum it did not pick.
 
 from sslth.subset_sum import brute as _brute  # noqa: F401  (registers "brute")
 from sslth.subset_sum import exact as _exact  # noqa: F401  (registers "exact")
+from sslth.subset_sum import fast as _fast  # noqa: F401  (registers "fast", "auto")
 from sslth.subset_sum.api import SolveResult, solve
 from sslth.subset_sum.registry import METHODS, register
 

@@ -64,12 +64,14 @@ def rand(shape: tuple[int, ...], generator: torch.Generator, device: torch.devic
     return torch.rand(shape, generator=generator, device=generator.device).to(device)
 
 
-def groups(keys: torch.Tensor) -> list[tuple[tuple[int, ...], torch.Tensor]]:
-    """Split row indices by the distinct rows of an integer (B, d) key tensor."""
-    uniq, inverse = torch.unique(keys, dim=0, return_inverse=True)
+def groups(k: torch.Tensor, n: torch.Tensor) -> list[tuple[tuple[int, int], torch.Tensor]]:
+    """Split row indices by distinct (k, n) pairs of two non-negative integer (B,) tensors."""
+    span = int(n.max()) + 1 if n.numel() else 1
+    key = k * span + n  # 1-d key: unique over rows of a 2-d tensor is far slower
+    uniq, inverse = torch.unique(key, return_inverse=True)
     order = torch.argsort(inverse, stable=True)
     counts = torch.bincount(inverse, minlength=uniq.shape[0]).tolist()
-    out = []
-    for key, rows in zip(uniq.tolist(), order.split(counts), strict=True):
-        out.append((tuple(key), rows))
-    return out
+    return [
+        ((u // span, u % span), rows)
+        for u, rows in zip(uniq.tolist(), order.split(counts), strict=True)
+    ]

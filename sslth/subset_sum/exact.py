@@ -27,6 +27,7 @@ DEFAULT_MAX_WORK = 4_000_000  # subsets enumerated per row, all splits together
 # an error this close to tol is neither claimed solved (api recomputes) nor infeasible
 _SLACK = 1e-12
 _COL_CHUNK = 8192
+_FIRST_COLS = 32
 
 
 def _splits(n: int, k: int) -> list[tuple[int, int, int]]:
@@ -45,12 +46,18 @@ def exact_work(n: int, k: int) -> tuple[int, int]:
 
 
 def mitm(
-    cand: torch.Tensor, targets: torch.Tensor, tol: torch.Tensor, k: int, memory_budget: int
+    cand: torch.Tensor,
+    targets: torch.Tensor,
+    tol: torch.Tensor,
+    k: int,
+    memory_budget: int,
+    max_splits: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best k-subset of each row of ``cand`` (b, n) for ``targets``.
 
     Returns (best error (b,), picked columns (b, k)). Stops working on a row once it is within
-    tol: any solution will do, and most rows are solved by the first, largest split.
+    tol: any solution will do, and most rows are solved by the first, largest split. With
+    ``max_splits`` only the splits covering the most subsets are searched (a heuristic).
     """
     b, n = cand.shape
     device = cand.device
@@ -59,7 +66,7 @@ def mitm(
     best_j = torch.zeros(b, dtype=torch.long, device=device)
     best_a = torch.zeros(b, dtype=torch.long, device=device)
     best_b = torch.zeros(b, dtype=torch.long, device=device)
-    splits = _splits(n, k)
+    splits = _splits(n, k)[:max_splits]
     for j, size_a, size_b in splits:
         active = (best_err >= tol).nonzero().squeeze(1)
         if active.numel() == 0:
@@ -74,27 +81,40 @@ def mitm(
         for rows in active.split(rows_per_chunk):
             s_vals = halves[s_side][rows]
             q_vals = halves[q_side][rows]
-            t = targets[rows].unsqueeze(1)
+            t = targets[rows]
+            r_tol = tol[rows]
             sorted_s, order_s = torch.sort(subset_sums(s_vals, tab[s_side]), dim=1)
-            r_err = best_err[rows]
+            r_err = best_err[rows].clone()
             r_s = torch.zeros(rows.numel(), dtype=torch.long, device=device)
             r_q = torch.zeros_like(r_s)
-            for c0 in range(0, n_q, col):
-                q = t - subset_sums(q_vals, tab[q_side][c0 : c0 + col])
-                pos = torch.searchsorted(sorted_s, q)
+            # most rows are solved after a small fraction of the queries: look them up in
+            # growing column chunks and drop the solved rows in between
+            live = torch.arange(rows.numel(), device=device)
+            c0, width = 0, _FIRST_COLS
+            while c0 < n_q and live.numel() > 0:
+                whole = live.numel() == rows.numel()
+                l_sorted = sorted_s if whole else sorted_s[live]
+                l_qv = q_vals if whole else q_vals[live]
+                q = t[live, None] - subset_sums(l_qv, tab[q_side][c0 : c0 + width])
+                pos = torch.searchsorted(l_sorted, q)
                 lo = (pos - 1).clamp_(min=0)
                 hi = pos.clamp_(max=n_s - 1)
-                e_lo = (sorted_s.gather(1, lo) - q).abs_()
-                e_hi = (sorted_s.gather(1, hi) - q).abs_()
+                e_lo = (l_sorted.gather(1, lo) - q).abs_()
+                e_hi = (l_sorted.gather(1, hi) - q).abs_()
                 use_hi = e_hi < e_lo
                 err = torch.where(use_hi, e_hi, e_lo)
                 idx = torch.where(use_hi, hi, lo)
                 m_err, m_col = err.min(dim=1)
-                better = m_err < r_err
-                r_err = torch.where(better, m_err, r_err)
-                s_idx = order_s.gather(1, idx.gather(1, m_col[:, None])).squeeze(1)
-                r_s = torch.where(better, s_idx, r_s)
-                r_q = torch.where(better, m_col + c0, r_q)
+                better = m_err < r_err[live]
+                upd = live[better]
+                r_err[upd] = m_err[better]
+                l_order = order_s if whole else order_s[live]
+                s_idx = l_order.gather(1, idx.gather(1, m_col[:, None])).squeeze(1)
+                r_s[upd] = s_idx[better]
+                r_q[upd] = m_col[better] + c0
+                live = live[r_err[live] >= r_tol[live]]
+                c0 += width
+                width = min(2 * width, col)
             improved = r_err < best_err[rows]
             upd = rows[improved]
             best_err[upd] = r_err[improved]
@@ -135,7 +155,7 @@ def exact_rows(
     order = compact_order(valid)
     tol = problem.tol[rows]
     targets = problem.targets[rows]
-    for (k, n), g in groups(torch.stack([k_all, n_valid], dim=1)):
+    for (k, n), g in groups(k_all, n_valid):
         cols = order[g, :n]
         work, biggest_sorted = exact_work(n, k)
         if work > max_work or 8 * 4 * biggest_sorted > problem.memory_budget:

@@ -1,0 +1,143 @@
+"""Methods ``"fast"`` (batched heuristic) and ``"auto"`` (the default).
+
+``fast`` is a meet in the middle on random halves of a random subset: each row keeps n' of its
+valid candidates, drawn at random, with n' just large enough that, by a Gaussian estimate of
+the density of k-sums, some tens of solutions are expected among them; the kept candidates
+are dealt into two halves and only the few splits j + (k - j) that cover the most k-subsets are
+searched (:func:`sslth.subset_sum.exact.mitm`, which drops rows as soon as they are solved).
+Nothing is proved.
+
+``auto`` runs the complete search directly where it is affordable (it stops on a row at the
+first solution, so on instances with many solutions it is as fast as a heuristic) and the
+heuristic first where the full search would enumerate much more than the heuristic does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from sslth.subset_sum._common import default_generator, groups, rand
+from sslth.subset_sum.exact import DEFAULT_MAX_WORK, exact_rows, exact_work, mitm
+from sslth.subset_sum.registry import MethodOutput, Problem, register
+
+MIN_N = 24  # keep at least this many candidates, so rows with few solutions still get a chance
+TARGET_LAMBDA = 40.0  # expected solutions among the kept candidates (Gaussian estimate)
+MAX_SPLITS = 3  # splits j + (k - j) searched by the heuristic, largest first
+ROUNDS = 2  # heuristic rounds in auto, each on a fresh random subset
+
+
+def _kept_count(
+    values: torch.Tensor, valid: torch.Tensor, targets: torch.Tensor, k: torch.Tensor,
+    tol: torch.Tensor, n_valid: torch.Tensor,
+) -> torch.Tensor:
+    """Per row, how many candidates to keep: enough for ~TARGET_LAMBDA expected solutions."""
+    max_n = values.shape[1]
+    nv = n_valid.clamp(min=1).to(torch.float64)
+    vv = torch.where(valid, values, 0.0)
+    mean = vv.sum(dim=1) / nv
+    var = (torch.where(valid, values - mean[:, None], 0.0) ** 2).sum(dim=1) / nv
+    kf = k.to(torch.float64)
+    sd = (kf * var).sqrt().clamp(min=1e-30)
+    log_dens = -0.5 * ((targets - kf * mean) / sd) ** 2 - sd.log() - 0.5 * math.log(2 * math.pi)
+    grid = torch.arange(1, max_n + 1, device=values.device, dtype=torch.float64)
+    log_comb = (
+        torch.lgamma(grid + 1)[None, :]
+        - torch.lgamma(kf + 1)[:, None]
+        - torch.lgamma((grid[None, :] - kf[:, None]).clamp(min=0) + 1)
+    )
+    log_comb = torch.where(grid[None, :] >= kf[:, None], log_comb, -torch.inf)
+    log_lam = log_comb + (2 * tol).log()[:, None] + log_dens[:, None]
+    enough = log_lam >= math.log(TARGET_LAMBDA)
+    need = torch.where(enough.any(dim=1), enough.int().argmax(dim=1) + 1, max_n)
+    need = ((need + 3) // 4) * 4  # fewer distinct groups
+    need = torch.maximum(need.clamp(min=MIN_N), 2 * k)
+    return torch.minimum(need, n_valid)
+
+
+def fast_rows(
+    problem: Problem, rows: torch.Tensor, generator: torch.Generator, max_splits: int = MAX_SPLITS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the heuristic on a subset of rows; returns (mask (r, m), error (r,))."""
+    values, valid = problem.values[rows], problem.valid[rows]
+    r, m = values.shape
+    device = values.device
+    mask = torch.zeros(r, m, dtype=torch.bool, device=device)
+    errors = torch.full((r,), torch.inf, dtype=torch.float64, device=device)
+    if r == 0:
+        return mask, errors
+    k_all, tol, targets = problem.k[rows], problem.tol[rows], problem.targets[rows]
+    n_valid = valid.sum(dim=1)
+    kept = _kept_count(values, valid, targets, k_all, tol, n_valid)
+    # random order of the valid candidates, invalid ones last
+    keys = rand((r, m), generator, device) + (~valid).to(torch.float64) * 2
+    perm = keys.argsort(dim=1)
+    for (k, n), g in groups(k_all, kept):
+        cols = perm[g, :n]
+        cand = values[g].gather(1, cols)
+        err, picks = mitm(cand, targets[g], tol[g], k, problem.memory_budget, max_splits)
+        mask[g.unsqueeze(1), cols.gather(1, picks)] = True
+        errors[g] = err
+    return mask, errors
+
+
+@register("fast")
+def fast(problem: Problem) -> MethodOutput:
+    """Randomized heuristic; never claims infeasibility."""
+    generator = default_generator(problem.generator)
+    batch = problem.values.shape[0]
+    device = problem.values.device
+    rows = torch.arange(batch, device=device)
+    max_splits = int(problem.options.get("max_splits", MAX_SPLITS))
+    mask, _ = fast_rows(problem, rows, generator, max_splits)
+    return MethodOutput(mask=mask, infeasible=torch.zeros(batch, dtype=torch.bool, device=device))
+
+
+def _error(problem: Problem, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    picked = torch.where(mask, problem.values[rows], 0.0).sum(dim=1)
+    return (picked - problem.targets[rows]).abs()
+
+
+@register("auto")
+def auto(problem: Problem) -> MethodOutput:
+    """Exact search where affordable, else heuristic rounds, then exact on what is left."""
+    generator = default_generator(problem.generator)
+    values, valid = problem.values, problem.valid
+    batch, m = values.shape
+    device = values.device
+    max_splits = int(problem.options.get("max_splits", MAX_SPLITS))
+    max_work = int(problem.options.get("max_work", DEFAULT_MAX_WORK))
+    n_valid = valid.sum(dim=1)
+    kept = _kept_count(values, valid, problem.targets, problem.k, problem.tol, n_valid)
+    # the heuristic only pays where it searches a strict subset or the full search is out of
+    # budget; elsewhere the early-stopping exact search does the same work and also proves
+    heuristic = kept < n_valid
+    for (k, n), g in groups(problem.k, n_valid):
+        if exact_work(n, k)[0] > max_work:
+            heuristic[g] = True
+    mask = torch.zeros(batch, m, dtype=torch.bool, device=device)
+    err = torch.full((batch,), torch.inf, dtype=torch.float64, device=device)
+    todo = heuristic.nonzero().squeeze(1)
+    for _ in range(ROUNDS):
+        if todo.numel() == 0:
+            break
+        f_mask, _ = fast_rows(problem, todo, generator, max_splits)
+        f_err = _error(problem, todo, f_mask)
+        better = f_err < err[todo]
+        mask[todo[better]] = f_mask[better]
+        err[todo[better]] = f_err[better]
+        todo = todo[err[todo] >= problem.tol[todo]]
+
+    left = (~heuristic).nonzero().squeeze(1)
+    left = torch.cat([left, heuristic.nonzero().squeeze(1)])
+    left = left[err[left] >= problem.tol[left]].sort().values
+    e_mask, e_inf, e_exh = exact_rows(problem, left)
+    # rows the exact search could not afford keep the heuristic's pick when it has one
+    keep = ~e_exh | ~heuristic[left]
+    mask[left[keep]] = e_mask[keep]
+    infeasible = torch.zeros(batch, dtype=torch.bool, device=device)
+    exhausted = torch.zeros(batch, dtype=torch.bool, device=device)
+    infeasible[left] = e_inf
+    exhausted[left] = e_exh
+    return MethodOutput(mask=mask, infeasible=infeasible, budget_exhausted=exhausted)
