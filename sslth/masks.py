@@ -65,13 +65,23 @@ def apply_pair_masks(first: nn.Linear, second: nn.Linear, masks: PairMasks) -> N
 
 
 def make_permanent(network: nn.Sequential) -> nn.Sequential:
-    """The ``prune.remove`` of every pruned tensor: a plain ``nn.Sequential`` whose weights are
-    the masked weights (zeros where pruned)."""
+    """A new plain ``nn.Sequential`` whose weights are the masked weights (zeros where pruned):
+    the ``prune.remove`` of every pruned tensor, done on a copy so ``network`` keeps its masks."""
+    modules: list[nn.Module] = []
     for module in network:
-        for name in ("weight", "bias"):
-            if prune.is_pruned(module) and hasattr(module, name + "_mask"):
-                prune.remove(module, name)
-    return network
+        if isinstance(module, nn.Linear):
+            plain = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+            plain = plain.to(device=module.weight.device, dtype=module.weight.dtype)
+            with torch.no_grad():
+                plain.weight.copy_(module.weight)
+                if module.bias is not None:
+                    plain.bias.copy_(module.bias)
+            modules.append(plain)
+        elif isinstance(module, (nn.ReLU, nn.Flatten)):
+            modules.append(type(module)())
+        else:
+            raise TypeError(f"unexpected module {type(module).__name__} in a ticket network")
+    return nn.Sequential(*modules)
 
 
 def linear_layers(network: nn.Sequential) -> list[nn.Linear]:

@@ -379,6 +379,7 @@ def prune(
     timings["plan"] = time.perf_counter() - start
 
     best: tuple[float, list[LayerSolution]] | None = None
+    last_bound = math.inf
     bar = tqdm(total=depth, desc="sslth: solving", disable=not progress, leave=False)
     solve_time = 0.0
     for _round in range(MAX_ROUNDS):
@@ -406,6 +407,9 @@ def prune(
             )
         if bound.bound <= epsilon and ok_density:
             break
+        if ok_density and bound.bound > 0.97 * last_bound and fixed_n is not None:
+            break  # tightening no longer pays: the sizes were fixed by the caller
+        last_bound = bound.bound if ok_density else math.inf
         if not ok_density:
             # the U entries kept are random: trade one pick in the densest layer for room
             densest = max(range(depth), key=lambda j: _layer_density(states[j]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import json
@@ -77,7 +76,7 @@ class Ticket:
 
     def export(self) -> nn.Sequential:
         """A plain ``nn.Sequential`` with the masks made permanent (pruned weights are zero)."""
-        return make_permanent(copy.deepcopy(self.network))
+        return make_permanent(self.network)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)

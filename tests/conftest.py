@@ -1,0 +1,27 @@
+import random
+
+import pytest
+import torch
+
+
+def random_target(rng: random.Random, *, depth: int, bias: bool = False, max_width: int = 6):
+    """A random nn.Sequential target with spectral norm <= 1 per layer."""
+    widths = [rng.randint(1, max_width) for _ in range(depth + 1)]
+    generator = torch.Generator().manual_seed(rng.randrange(2**31))
+    modules = []
+    for i in range(depth):
+        linear = torch.nn.Linear(widths[i], widths[i + 1], bias=bias)
+        with torch.no_grad():
+            w = torch.randn(widths[i + 1], widths[i], generator=generator)
+            linear.weight.copy_(w / max(1.0, float(torch.linalg.matrix_norm(w, ord=2))))
+            if bias:
+                linear.bias.copy_(0.3 * torch.randn(widths[i + 1], generator=generator))
+        modules.append(linear)
+        if i < depth - 1:
+            modules.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*modules)
+
+
+@pytest.fixture
+def rng():
+    return random.Random(1234)
