@@ -1,0 +1,38 @@
+#!/usr/bin/env python
+"""Reproduce the paper's theorems empirically.
+
+    python scripts/reproduce.py {theorem2,theorem3} --config configs/<name>.toml --out DIR
+
+Writes CSV, PNG figures and summary.md into DIR; finished sweep points are cached under
+DIR/points, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from sslth.experiments import EXPERIMENTS, ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiment", choices=EXPERIMENTS)
+    parser.add_argument("--config", required=True, help="TOML file (see configs/)")
+    parser.add_argument("--out", required=True, help="output directory (created; resumable)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    module = importlib.import_module(f"sslth.experiments.{args.experiment}")
+    try:
+        config = load_config(args.config, module.Config)
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"reproduce.py: {error}", file=sys.stderr)
+        return 2
+    module.run(config, args.out, progress=not args.no_progress)
+    print(f"wrote {args.out}/summary.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""A ticket for a classifier trained on real data: scikit-learn's handwritten digits (issue 6).
+
+A small MLP with biases (64-hidden-10) is trained on ``sklearn.datasets.load_digits`` (8×8
+images, pixels scaled to [0, 1]); then :func:`sslth.prune` builds a ticket over the ball of
+radius R = the largest input norm of the data, with ε chosen so that no test prediction can
+change: if every logit vector moves by at most ε in ℓ2, the top-1 minus top-2 gap shrinks by at
+most 2ε, so ε below half the smallest test margin keeps every top-1 class.
+
+scikit-learn (and matplotlib for the figures) are optional: ``pip install sslth[digits]``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import sslth
+
+EPSILON_CAP = 0.1  # margins can be large; beyond this a smaller ε costs little and reads better
+DEFAULT_DENSITY = 0.3
+
+
+@dataclass
+class DigitsData:
+    x_train: torch.Tensor  # (N, 64) float32 in [0, 1]
+    y_train: torch.Tensor  # (N,) long
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @property
+    def radius(self) -> float:
+        """Largest input norm over train and test: the ball the certificate must cover."""
+        return float(
+            torch.linalg.vector_norm(torch.cat([self.x_train, self.x_test]), dim=1).max()
+        )
+
+
+def load_data(seed: int = 0, test_size: float = 0.25) -> DigitsData:
+    """The digits dataset bundled with scikit-learn (no download), split with ``seed``."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = digits.data.astype("float32") / 16.0  # pixels are integers 0..16
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, digits.target, test_size=test_size, random_state=seed, stratify=digits.target
+    )
+    return DigitsData(
+        torch.from_numpy(x_train),
+        torch.from_numpy(y_train).long(),
+        torch.from_numpy(x_test),
+        torch.from_numpy(y_test).long(),
+    )
+
+
+def train_mlp(
+    data: DigitsData, hidden: int = 32, epochs: int = 300, seed: int = 0, lr: float = 0.01
+) -> nn.Sequential:
+    """Full-batch Adam on the cross-entropy: deterministic for a seed, a few seconds on a CPU."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(data.x_train), data.y_train)
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def smallest_margin(logits: torch.Tensor) -> float:
+    """Smallest top-1 minus top-2 logit gap over the rows."""
+    top = logits.topk(2, dim=1).values
+    return float((top[:, 0] - top[:, 1]).min())
+
+
+def choose_epsilon(margin: float, cap: float = EPSILON_CAP) -> float:
+    """Half the smallest margin (strictly below it keeps every top-1 class), capped."""
+    return min(cap, 0.5 * margin)
+
+
+@dataclass
+class DigitsResult:
+    target_accuracy: float
+    ticket_accuracy: float
+    ticket_accuracy_float32: float
+    predictions_equal: bool
+    max_logit_deviation: float  # max over the test set of ||f(x) − g(x)||₂
+    max_logit_deviation_entry: float  # max over the test set of ||f(x) − g(x)||_∞
+    certified_error: float
+    empirical_error: float
+    density: float
+    epsilon: float
+    radius: float
+    smallest_test_margin: float
+    hidden: int
+    epochs: int
+    seed: int
+    density_limit: float
+    spectral_norms: list[float]
+    timings: dict[str, float] = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def run(
+    out: str | Path | None = None,
+    *,
+    hidden: int = 32,
+    epochs: int = 300,
+    density: float = DEFAULT_DENSITY,
+    seed: int = 0,
+    cap: float = EPSILON_CAP,
+    figures: bool = True,
+    progress: bool = False,
+) -> DigitsResult:
+    """Train, prune, compare on the test set; write ``report.json`` and figures to ``out``."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    data = load_data(seed)
+    target = train_mlp(data, hidden=hidden, epochs=epochs, seed=seed)
+    timings["train"] = time.perf_counter() - start
+
+    with torch.no_grad():
+        target_logits = target.double()(data.x_test.double())
+    target.float()
+    margin = smallest_margin(target_logits)
+    epsilon = choose_epsilon(margin, cap)
+    radius = data.radius
+
+    start = time.perf_counter()
+    ticket = sslth.prune(
+        target, epsilon, density, radius=radius, seed=seed, progress=progress
+    )
+    timings["prune"] = time.perf_counter() - start
+
+    with torch.no_grad():
+        # float64 shows the approximation itself; float32 is what a user runs
+        ticket_logits = ticket.export().double()(data.x_test.double())
+        ticket_logits32 = ticket.network(data.x_test)
+    target_pred = target_logits.argmax(dim=1)
+    ticket_pred = ticket_logits.argmax(dim=1)
+    difference = target_logits - ticket_logits
+    report = ticket.report
+    result = DigitsResult(
+        target_accuracy=float((target_pred == data.y_test).double().mean()),
+        ticket_accuracy=float((ticket_pred == data.y_test).double().mean()),
+        ticket_accuracy_float32=float(
+            (ticket_logits32.argmax(dim=1) == data.y_test).double().mean()
+        ),
+        predictions_equal=bool((target_pred == ticket_pred).all()),
+        max_logit_deviation=float(torch.linalg.vector_norm(difference, dim=1).max()),
+        max_logit_deviation_entry=float(difference.abs().max()),
+        certified_error=report.certified_error,
+        empirical_error=report.empirical_error,
+        density=report.density,
+        epsilon=epsilon,
+        radius=radius,
+        smallest_test_margin=margin,
+        hidden=hidden,
+        epochs=epochs,
+        seed=seed,
+        density_limit=density,
+        spectral_norms=[layer.weight_norm for layer in _certificate_layers(ticket)],
+        timings=timings,
+        report=report.to_dict(),
+    )
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(result.to_dict(), indent=2))
+        if figures:
+            plot_logits(target_logits, ticket_logits, epsilon, out / "logits.png")
+            plot_masks(ticket, out / "masks.png")
+    return result
+
+
+def _certificate_layers(ticket: sslth.Ticket):
+    from sslth.certify import certify_operators, network_operators
+
+    return certify_operators(ticket.target, network_operators(ticket.network), ticket.radius).layers
+
+
+def plot_logits(
+    target_logits: torch.Tensor, ticket_logits: torch.Tensor, epsilon: float, path: Path
+) -> None:
+    """Target against ticket logits over the test set: every point on the diagonal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    t, g = target_logits.flatten().numpy(), ticket_logits.flatten().numpy()
+    axes[0].scatter(t, g, s=2, alpha=0.4)
+    low, high = float(min(t.min(), g.min())), float(max(t.max(), g.max()))
+    axes[0].plot([low, high], [low, high], color="black", linewidth=0.8)
+    axes[0].set_xlabel("target logit")
+    axes[0].set_ylabel("ticket logit")
+    axes[0].set_title("test-set logits")
+    deviation = torch.linalg.vector_norm(target_logits - ticket_logits, dim=1).numpy()
+    axes[1].hist(deviation, bins=40)
+    axes[1].axvline(epsilon, color="red", linestyle="--", label=f"ε = {epsilon:.3g}")
+    axes[1].set_xlabel("||target − ticket||₂ per test image")
+    axes[1].set_ylabel("images")
+    axes[1].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_masks(ticket: sslth.Ticket, path: Path) -> None:
+    """Each pair's masks: V's (d_out × hidden) and which neurons of U are kept, by block."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = len(ticket.masks)
+    figure, axes = plt.subplots(pairs, 2, figsize=(12, 3 * pairs), squeeze=False,
+                                gridspec_kw={"width_ratios": [4, 1]})
+    for index, masks in enumerate(ticket.masks):
+        spec = masks.spec
+        axes[index, 0].imshow(masks.second.numpy(), aspect="auto", cmap="Greys",
+                              interpolation="nearest")
+        axes[index, 0].set_title(
+            f"pair {index + 1}: V mask ({spec.d_out} × {spec.hidden}), "
+            f"{float(masks.second.double().mean()):.3f} kept"
+        )
+        axes[index, 0].set_xlabel("hidden neuron")
+        axes[index, 0].set_ylabel("output")
+        kept = masks.kept_neurons.view(spec.blocks, spec.block_size).numpy()
+        axes[index, 1].imshow(kept, aspect="auto", cmap="Greys", interpolation="nearest")
+        axes[index, 1].set_title("U: kept neurons")
+        axes[index, 1].set_xlabel("neuron in block")
+        axes[index, 1].set_ylabel("block (input; last = bias)" if spec.has_bias else "block")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
