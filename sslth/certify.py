@@ -44,11 +44,16 @@ class PairOperator:
 def pair_operator(
     first_weight: torch.Tensor, first_bias: torch.Tensor | None, second_weight: torch.Tensor
 ) -> PairOperator:
-    """Reduce a masked pair (U, c, V) to (A, B, offset); raises if a neuron reads two inputs."""
-    u = first_weight.to(torch.float64)
-    v = second_weight.to(torch.float64)
+    """Reduce a masked pair (U, c, V) to (A, B, offset); raises if a neuron reads two inputs.
+
+    Works on the weights in their own dtype and converts only per-neuron vectors and chunks of
+    V to float64: at the published scale U alone is 45 M entries, and float64 copies of it and
+    of V were most of the memory of a report.
+    """
+    u, v = first_weight, second_weight
     hidden, d_in = u.shape
-    reads = (u != 0).sum(dim=1)
+    nonzero = u != 0
+    reads = nonzero.sum(dim=1)
     if bool((reads > 1).any()):
         h = int((reads > 1).nonzero()[0])
         raise ValueError(f"hidden neuron {h} reads {int(reads[h])} inputs: not a ticket structure")
@@ -59,17 +64,51 @@ def pair_operator(
     if bool(both.any()):
         h = int(both.nonzero()[0])
         raise ValueError(f"hidden neuron {h} has both an input weight and a bias: not a ticket")
-    column = (u != 0).to(torch.int8).argmax(dim=1)
-    a = u.gather(1, column[:, None]).squeeze(1)
-    contribution = v * a.abs()[None, :]  # (d_out, hidden)
-    d_out = v.shape[0]
-    positive = torch.zeros(d_out, d_in, dtype=torch.float64, device=u.device)
+    column = nonzero.to(torch.int8).argmax(dim=1)
+    del nonzero
+    a = u.gather(1, column[:, None]).squeeze(1).to(torch.float64)
+    return _reduce(a, column, c, v, d_in)
+
+
+def _reduce(
+    a: torch.Tensor, column: torch.Tensor, c: torch.Tensor, v: torch.Tensor, d_in: int
+) -> PairOperator:
+    """A, B, offset from each neuron's input weight ``a`` (0 if pruned), the input it reads,
+    its bias ``c`` and V; float64 temporaries are bounded by chunking the hidden neurons."""
+    d_out, hidden = v.shape
+    device = v.device
+    positive = torch.zeros(d_in, d_out, dtype=torch.float64, device=device)
     negative = torch.zeros_like(positive)
-    index = column[None, :].expand(d_out, -1)
-    positive.scatter_add_(1, index, torch.where((a > 0)[None, :], contribution, 0.0))
-    negative.scatter_add_(1, index, torch.where((a < 0)[None, :], -contribution, 0.0))
-    offset = v @ torch.relu(c)
-    return PairOperator(positive, negative, offset)
+    offset = torch.zeros(d_out, dtype=torch.float64, device=device)
+    a, column, c = a.to(device), column.to(device), c.to(device)
+    chunk = max(1, (1 << 22) // max(d_out, 1))  # about 32 MiB of float64 per temporary
+    for start in range(0, hidden, chunk):
+        stop = min(hidden, start + chunk)
+        part = v[:, start:stop].to(torch.float64).T  # (chunk, d_out)
+        a_part, col = a[start:stop, None], column[start:stop]
+        positive.index_add_(0, col, part * a_part.clamp(min=0))
+        negative.index_add_(0, col, part * a_part.clamp(max=0))  # = −|a| V where a < 0
+        offset += torch.relu(c[start:stop]) @ part
+    return PairOperator(positive.T.contiguous(), negative.T.contiguous(), offset)
+
+
+def block_pair_operator(
+    spec, kept_neurons: torch.Tensor, diagonal: torch.Tensor, second: torch.Tensor
+) -> PairOperator:
+    """The operator of a pair given in compact form, without its dense U: neuron h keeps
+    ``diagonal[h]`` (its U entry on input h // 2n, or its bias in the bias block) iff
+    ``kept_neurons[h]``, and ``second`` is V already masked. The same function as
+    :func:`pair_operator` of the dense masked pair (which is checked in the tests)."""
+    from sslth.construct import input_of_neuron
+
+    device = second.device
+    kept = kept_neurons.to(device)
+    value = torch.where(kept, diagonal.to(device=device, dtype=torch.float64), 0.0)
+    block = input_of_neuron(spec).to(device)
+    in_bias_block = block >= spec.d_in
+    a = torch.where(in_bias_block, 0.0, value)
+    c = torch.where(in_bias_block, value, 0.0)
+    return _reduce(a, block.clamp(max=spec.d_in - 1), c, second, spec.d_in)
 
 
 @dataclass
@@ -131,10 +170,18 @@ def certify_operators(target: Target, operators: list[PairOperator], radius: flo
 
 
 def network_operators(network: torch.nn.Sequential, device=None) -> list[PairOperator]:
-    from sslth.masks import effective_pairs
+    """The (A, B, offset) of each masked pair of ``network``, read from its weights."""
+    from sslth.masks import linear_layers
 
+    linears = linear_layers(network)
+    if len(linears) % 2:
+        raise ValueError("a ticket network has an even number of linear layers")
     operators = []
-    for u, c, v in effective_pairs(network):
+    for first, second in zip(linears[::2], linears[1::2], strict=True):
+        if second.bias is not None and bool((second.bias != 0).any()):
+            raise ValueError("the second layer of a random pair must have no bias")
+        u, v = first.weight.detach(), second.weight.detach()
+        c = None if first.bias is None else first.bias.detach()
         if device is not None:
             u, v = u.to(device), v.to(device)
             c = None if c is None else c.to(device)

@@ -13,7 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from sslth.certify import certify_operators, empirical_error, network_operators
+from sslth.certify import (
+    block_pair_operator,
+    certify_operators,
+    empirical_error,
+    network_operators,
+)
 from sslth.construct import PairSpec, dense_pair_modules, first_layer_diagonal, second_layer_weight
 from sslth.masks import PairMasks, apply_pair_masks, make_permanent
 from sslth.report import Report, build_report, layer_report
@@ -89,30 +94,32 @@ class Ticket:
         ascent_steps: int = 100,
         timings: dict[str, float] | None = None,
     ) -> Report:
-        """Recompute the report from the network's weights and masks (certificate, empirical
-        error, densities, k), store it in ``self.report`` and return it."""
+        """Recompute the report from the ticket's masks and weights (certificate, empirical
+        error, densities, k), store it in ``self.report`` and return it.
+
+        When the dense network has been built, everything is read from its modules (so a
+        network edited in place is what gets certified). Otherwise the same figures come from
+        the compact masks and the random weights they can keep, regenerated from the seed (U's
+        block diagonal and bias, and V): the dense U, 2·n·d_in² entries of which preprocessing
+        keeps 2·n·d_in, is never materialized for a report.
+        """
         timings = dict(timings or {})
         start = time.perf_counter()
-        network = self.network
-        operators = network_operators(network, self.device)
+        if self._network is not None:
+            operators, parts = self._parts_from_network()
+        else:
+            operators, parts = self._parts_from_masks()
         certificate = certify_operators(self.target, operators, self.radius)
         layer_reports = []
-        linears = [m for m in network if isinstance(m, nn.Linear)]
         for index, spec in enumerate(self.specs):
-            first, second = linears[2 * index], linears[2 * index + 1]
-            weight_mask = getattr(first, "weight_mask", torch.ones_like(first.weight)) != 0
-            bias_mask = None
-            if first.bias is not None:
-                bias_mask = getattr(first, "bias_mask", torch.ones_like(first.bias)) != 0
-            second_mask = getattr(second, "weight_mask", torch.ones_like(second.weight)) != 0
-            diagonal = _diagonal_of(first, spec)
+            first_kept, bias_mask, second_mask, diagonal = parts[index]
             layer_reports.append(
                 layer_report(
                     spec,
                     self.target.layers[index],
                     operators[index],
                     certificate.layers[index],
-                    weight_mask,
+                    first_kept,
                     bias_mask,
                     second_mask,
                     diagonal,
@@ -144,6 +151,38 @@ class Ticket:
             timings=timings,
         )
         return self.report
+
+    def _parts_from_network(self):
+        network = self.network
+        operators = network_operators(network, self.device)
+        linears = [m for m in network if isinstance(m, nn.Linear)]
+        parts = []
+        for index, spec in enumerate(self.specs):
+            first, second = linears[2 * index], linears[2 * index + 1]
+            weight_mask = getattr(first, "weight_mask", None)
+            weight_mask = (first.weight if weight_mask is None else weight_mask) != 0
+            bias_mask = None
+            if first.bias is not None:
+                bias_mask = getattr(first, "bias_mask", torch.ones_like(first.bias)) != 0
+            second_mask = getattr(second, "weight_mask", None)
+            second_mask = (second.weight if second_mask is None else second_mask) != 0
+            parts.append((weight_mask, bias_mask, second_mask, _diagonal_of(first, spec)))
+        return operators, parts
+
+    def _parts_from_masks(self):
+        operators, parts = [], []
+        for spec, masks in zip(self.specs, self.masks, strict=True):
+            diagonal = first_layer_diagonal(spec).to(self.device)
+            second = second_layer_weight(spec).to(self.device)
+            second_mask = masks.second.to(self.device)
+            second.mul_(second_mask)
+            kept = masks.kept_neurons.to(self.device)
+            operators.append(block_pair_operator(spec, kept, diagonal, second))
+            del second
+            weight_rows = spec.block_size * spec.d_in
+            # layer_report only counts the nonzeros of U's weight mask: the kept weight rows
+            parts.append((kept[:weight_rows], masks.first_bias_mask(), second_mask, diagonal))
+        return operators, parts
 
     # ---------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
