@@ -79,8 +79,9 @@ def mitm(
         per_row = 8 * (3 * n_s + 8 * col) + 64
         rows_per_chunk = max(1, memory_budget // per_row)
         for rows in active.split(rows_per_chunk):
-            s_vals = halves[s_side][rows]
-            q_vals = halves[q_side][rows]
+            every = rows.numel() == b
+            s_vals = halves[s_side] if every else halves[s_side][rows]
+            q_vals = halves[q_side] if every else halves[q_side][rows]
             t = targets[rows]
             r_tol = tol[rows]
             sorted_s, order_s = torch.sort(subset_sums(s_vals, tab[s_side]), dim=1)
