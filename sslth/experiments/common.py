@@ -216,7 +216,8 @@ def wilson(successes: int, trials: int, z: float = 1.959964) -> tuple[float, flo
     denom = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # min/max with p: at p = 0 or 1 the bound equals p up to rounding, and must not cross it
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def crossing(xs: list[float], ys: list[float], level: float) -> float | None:
