@@ -128,10 +128,25 @@ class Certificate:
     layers: list[LayerCertificate] = field(default_factory=list)
 
 
+GRAM_MIN_SIDE = 64  # below this an SVD is as fast and we keep it
+
+
 def spectral_norm(matrix: torch.Tensor) -> float:
+    """Largest singular value, in float64.
+
+    For large matrices it is the square root of the largest eigenvalue of the smaller Gram
+    matrix: a full SVD of the 500 × 1568 error matrix of the published target took seconds
+    on 2 cores, the Gram route a tenth of that. The top eigenvalue is perfectly conditioned,
+    so σ_max keeps float64 relative accuracy.
+    """
     if matrix.numel() == 0:
         return 0.0
-    return float(torch.linalg.matrix_norm(matrix.to(torch.float64), ord=2))
+    m = matrix.to(torch.float64)
+    rows, cols = m.shape
+    if min(rows, cols) < GRAM_MIN_SIDE:
+        return float(torch.linalg.matrix_norm(m, ord=2))
+    gram = m @ m.T if rows <= cols else m.T @ m
+    return math.sqrt(max(float(torch.linalg.eigvalsh(gram)[-1]), 0.0))
 
 
 def certify_operators(target: Target, operators: list[PairOperator], radius: float) -> Certificate:

@@ -178,10 +178,12 @@ def _sign_instances(
     neuron = order[:, :width] + (torch.arange(n_blocks) * spec.block_size)[:, None]
     block_valid = torch.arange(width)[None, :] < counts[:, None]
 
-    v = pair.second.to(device=device, dtype=torch.float64)
+    # gather from the float32 V before widening: a float64 copy of all of V (d_out × hidden)
+    # per sign was the largest temporary; the product of two float32 is exact in float64
+    v = pair.second.to(device=device)
     neuron_d = neuron.to(device)
-    values = v[:, neuron_d.reshape(-1)].view(spec.d_out, n_blocks, width)
-    values = values * a.to(device)[neuron_d].abs()
+    values = v[:, neuron_d.reshape(-1)].view(spec.d_out, n_blocks, width).to(torch.float64)
+    values.mul_(a.to(device)[neuron_d].abs())
     weight = layer.weight.to(device)
     if sign > 0:
         targets = (
