@@ -227,8 +227,42 @@ def _plot(records, groups, c_ratio, out: Path, config: Config) -> list[str]:
     return [name]
 
 
+def slopes(records: list[dict[str, Any]], max_density: float = 0.1) -> tuple[float, float] | None:
+    """Log-log slope α of m/m_t ∝ γ^−α over the found tickets with γ <= max_density, measured
+    and for the paper's 1/H2(γ) at the same points (Malach's regime is α = 1)."""
+    ok = [r for r in records if r["found"] and r["density"] <= max_density]
+    if len({r["density"] for r in ok}) < 2:
+        return None
+    x = -np.log([r["density"] for r in ok])
+    # within-setting slope: remove each setting's mean so widths, depths and ε do not mix in
+    keys = [(r["width"], r["depth"], r["epsilon"], r["seed"]) for r in ok]
+
+    def slope(y: np.ndarray) -> float:
+        xc, yc = x.copy(), y.copy()
+        for key in set(keys):
+            idx = [i for i, k in enumerate(keys) if k == key]
+            xc[idx] -= xc[idx].mean()
+            yc[idx] -= yc[idx].mean()
+        return float((xc * yc).sum() / (xc * xc).sum())
+
+    measured = slope(np.log([r["overparameterization"] for r in ok]))
+    paper = slope(-np.log([theory.binary_entropy(r["density"]) for r in ok]))
+    return measured, paper
+
+
 def _fmt(value, spec: str = ".3g") -> str:
     return "—" if value is None else format(value, spec)
+
+
+def _slope_line(result: tuple[float, float] | None) -> str:
+    if result is None:
+        return "- Too few densities ≤ 0.1 for a log-log slope."
+    measured, paper = result
+    return (
+        f"- Log-log slope for γ ≤ 0.1 (m/m_t ∝ γ^−α, within each setting): measured α = "
+        f"{measured:.2f}; the paper's 1/H2(γ) at the same points gives α = {paper:.2f}; "
+        "Malach's regime is α = 1."
+    )
 
 
 def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
@@ -262,6 +296,7 @@ def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
         f"- Eq. 29 on neurons per input, n ≈ c_amp · log2²(2·l·d²/ε)/H2(γ) (mean n over "
         f"layers): c_amp = {_fmt(c_amp)}.",
         "- Malach regime (m/m_t = 1/γ) and Pensia regime (flat in γ) are drawn as references.",
+        _slope_line(slopes(records)),
         "",
         "## Spread over seeds (m/m_t among the seeds that found a ticket)",
         "",
