@@ -46,6 +46,7 @@ class Row:
     batch: int
     auto_rate: float
     auto_solved: float
+    auto_infeasible: float
     exact_rate: float
     exact_solved: float
     exact_infeasible: float
@@ -153,6 +154,7 @@ def run_family(name: str, args) -> Row:
     _timed_solve(values[:256], targets[:256], k[:256], tol[:256], valid[:256], "auto", dev)
     dt, res = _timed_solve(values, targets, k, tol, valid, "auto", dev)
     auto_rate, auto_solved = batch / dt, float(res.solved.double().mean())
+    auto_infeasible = float(res.infeasible.double().mean())
     n_ex = min(batch, args.exact_batch)
     dt_e, ex = _timed_solve(values[:n_ex], targets[:n_ex], k[:n_ex], tol[:n_ex], valid[:n_ex],
                             "exact", dev)
@@ -164,7 +166,8 @@ def run_family(name: str, args) -> Row:
     if not args.no_milp:
         mp = milp_baseline(values, targets, k, tol, valid, args.baseline_seconds, 20.0)
     return Row(
-        name, batch, auto_rate, auto_solved, n_ex / dt_e, float(ex.solved.double().mean()),
+        name, batch, auto_rate, auto_solved, auto_infeasible,
+        n_ex / dt_e, float(ex.solved.double().mean()),
         float(ex.infeasible.double().mean()), float(ex.budget_exhausted.double().mean()),
         it[0], it[1], it[2], mp[0], mp[1], mp[2],
     )
@@ -174,17 +177,19 @@ def markdown(rows: list[Row], header: str) -> str:
     lines = [
         header,
         "",
-        "| family | m | k | δ | B | auto inst/s | auto solved | exact inst/s | exact solved "
-        "| proved infeasible | exact budget out | itertools inst/s (n) | itertools solved "
+        "| family | m | k | δ | B | auto inst/s | auto solved | auto proved infeasible "
+        "| exact inst/s | exact solved "
+        "| exact proved infeasible | exact budget out | itertools inst/s (n) | itertools solved "
         "| MILP inst/s (n) | MILP solved | auto / itertools | auto / MILP |",
-        "|---" * 17 + "|",
+        "|---" * 18 + "|",
     ]
     for r in rows:
         m, k, delta = FAMILIES[r.family][:3]
         ks = f"{k[0]}–{k[1]}" if isinstance(k, tuple) else str(k)
         lines.append(
             f"| {r.family} | {m} | {ks} | {delta:g} | {r.batch} | {r.auto_rate:,.0f} "
-            f"| {r.auto_solved:.5f} | {r.exact_rate:,.0f} | {r.exact_solved:.5f} "
+            f"| {r.auto_solved:.5f} | {r.auto_infeasible:.5f} "
+            f"| {r.exact_rate:,.0f} | {r.exact_solved:.5f} "
             f"| {r.exact_infeasible:.5f} | {r.exact_exhausted:.3f} "
             f"| {r.itertools_rate:,.2f} ({r.itertools_sample}) | {r.itertools_solved:.2f} "
             f"| {r.milp_rate:,.2f} ({r.milp_sample}) | {r.milp_solved:.2f} "

@@ -186,8 +186,8 @@ def test_errors(kwargs: dict, match: str) -> None:
 
 def test_same_seed_same_masks() -> None:
     g = torch.Generator().manual_seed(9)
-    values = (torch.rand(3000, 48, generator=g) * 2 - 1).double()
-    targets = torch.randn(3000, generator=g, dtype=torch.float64) * 0.1
+    values = (torch.rand(800, 48, generator=g) * 2 - 1).double()
+    targets = torch.randn(800, generator=g, dtype=torch.float64) * 0.1
     for method in ("fast", "auto"):
         a, b = (
             solve(values, targets, 4, 1e-4, method=method, generator=torch.manual_seed(1))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sslth.subset_sum.registry import METHODS, Problem
+from sslth.subset_sum.registry import METHODS, MethodOutput, Problem
 
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
 
@@ -36,6 +36,37 @@ def _as_batch_tensor(x, batch: int, dtype: torch.dtype, device, name: str) -> to
     if t.shape != (batch,):
         raise ValueError(f"{name} must be a scalar or have shape ({batch},), got {tuple(t.shape)}")
     return t
+
+
+# bytes per (row, candidate) that a method holds in whole-batch tensors (float64 copies, int64
+# column orders, random keys, masks); rows beyond budget / this go to separate method calls
+_BYTES_PER_ENTRY = 64
+
+
+def _run_chunked(fn, problem: Problem) -> MethodOutput:
+    """Call a method on row chunks so its whole-batch temporaries fit the memory budget."""
+    batch, m = problem.values.shape
+    rows = max(1, problem.memory_budget // (2 * _BYTES_PER_ENTRY * max(m, 1)))
+    if batch <= rows:
+        return fn(problem)
+    outs = []
+    for start in range(0, batch, rows):
+        sl = slice(start, start + rows)
+        sub = Problem(
+            problem.values[sl], problem.targets[sl], problem.k[sl], problem.tol[sl],
+            problem.valid[sl], problem.generator, problem.memory_budget, problem.options,
+        )
+        outs.append(fn(sub))
+    exhausted = [
+        o.budget_exhausted if o.budget_exhausted is not None
+        else torch.zeros_like(o.infeasible)
+        for o in outs
+    ]
+    return MethodOutput(
+        mask=torch.cat([o.mask for o in outs]),
+        infeasible=torch.cat([o.infeasible for o in outs]),
+        budget_exhausted=torch.cat(exhausted),
+    )
 
 
 def solve(
@@ -115,7 +146,7 @@ def solve(
             torch.zeros(0, dtype=torch.float64, device=device),
             empty, empty.clone(), empty.clone(),
         )
-    out = METHODS[method](problem)
+    out = _run_chunked(METHODS[method], problem)
     mask = out.mask
     picked = (mask & valid).sum(dim=1)
     if mask.shape != (batch, m) or bool((mask & ~valid).any()) or bool((picked != k).any()):

@@ -46,6 +46,12 @@ def exact_work(n: int, k: int) -> tuple[int, int]:
     return sum(a + b for _, a, b in sp), max(min(a, b) for _, a, b in sp)
 
 
+def first_sorted(n: int, k: int) -> int:
+    """Size of the sorted side of the first (largest) split on n candidates."""
+    _, a, b = _splits(n, k)[0]
+    return min(a, b)
+
+
 def mitm(
     cand: torch.Tensor,
     targets: torch.Tensor,

@@ -19,13 +19,14 @@ import math
 import torch
 
 from sslth.subset_sum._common import default_generator, groups, rand
-from sslth.subset_sum.exact import DEFAULT_MAX_WORK, exact_rows, exact_work, mitm
+from sslth.subset_sum.exact import DEFAULT_MAX_WORK, exact_rows, exact_work, first_sorted, mitm
 from sslth.subset_sum.registry import MethodOutput, Problem, register
 
 MIN_N = 24  # keep at least this many candidates, so rows with few solutions still get a chance
 TARGET_LAMBDA = 40.0  # expected solutions among the kept candidates (Gaussian estimate)
 MAX_SPLITS = 3  # splits j + (k - j) searched by the heuristic, largest first
 ROUNDS = 2  # heuristic rounds in auto, each on a fresh random subset
+HEURISTIC_RATIO = 4  # auto: see the choice between heuristic and exact search
 
 
 def _kept_count(
@@ -112,10 +113,18 @@ def auto(problem: Problem) -> MethodOutput:
     kept = _kept_count(values, valid, problem.targets, problem.k, problem.tol, n_valid)
     # the heuristic only pays where it searches a strict subset or the full search is out of
     # budget; elsewhere the early-stopping exact search does the same work and also proves
-    heuristic = kept < n_valid
+    # the exact search stops on a row at its first solution, so its cost on plentiful rows is
+    # mostly the sorted side of its first split: the heuristic is used only where that side is
+    # much larger than on the kept subset, or where the full search is out of budget
+    heuristic = torch.zeros(batch, dtype=torch.bool, device=device)
     for (k, n), g in groups(problem.k, n_valid):
         if exact_work(n, k)[0] > max_work:
             heuristic[g] = True
+            continue
+        sub = kept[g]
+        for n_kept in sub.unique().tolist():
+            if first_sorted(n, k) > HEURISTIC_RATIO * first_sorted(n_kept, k):
+                heuristic[g[sub == n_kept]] = True
     mask = torch.zeros(batch, m, dtype=torch.bool, device=device)
     err = torch.full((batch,), torch.inf, dtype=torch.float64, device=device)
     todo = heuristic.nonzero().squeeze(1)
