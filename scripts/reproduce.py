@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="TOML file (see configs/)")
     parser.add_argument("--out", required=True, help="output directory (created; resumable)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--cached-only", action="store_true",
+        help="measure nothing: report the points already cached in --out (a partial run)",
+    )
     args = parser.parse_args(argv)
     module = importlib.import_module(f"sslth.experiments.{args.experiment}")
     try:
@@ -29,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as error:
         print(f"reproduce.py: {error}", file=sys.stderr)
         return 2
-    module.run(config, args.out, progress=not args.no_progress)
+    module.run(config, args.out, progress=not args.no_progress, cached_only=args.cached_only)
     print(f"wrote {args.out}/summary.md")
     return 0
 

@@ -145,3 +145,10 @@ def test_wilson_and_crossing():
     assert wilson(0, 10)[0] == 0.0
     assert crossing([1, 2, 3], [0.0, 0.4, 0.8], 0.6) == pytest.approx(2.5)
     assert crossing([1, 2], [0.7, 0.9], 0.5) is None  # not bracketed
+
+
+def test_cached_only_reports_without_measuring(tmp_path):
+    config = theorem2.Config(distributions=["uniform"], ratios=[0.5], deltas=[1e-2],
+                             target_ranges=["unit"], instances=20, grid_points=3, max_n=16)
+    assert theorem2.run(config, tmp_path, progress=False, plots=False, cached_only=True) == []
+    assert not list((tmp_path / "points").iterdir())

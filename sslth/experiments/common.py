@@ -152,16 +152,21 @@ def sweep(
     desc: str = "points",
     progress: bool = True,
     stop: Callable[[dict[str, Any], dict[str, Any]], bool] | None = None,
+    cached_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Measure every point not yet in ``cache``; return all records (settings merged in).
 
     ``points`` may be a generator that looks at earlier results (through ``stop``'s side
-    effects) to decide what to yield next.
+    effects) to decide what to yield next. With ``cached_only`` nothing is measured: missing
+    points are left out, so a partial (or still running) sweep can be reported as it stands.
     """
     records = []
     bar = tqdm(total=total, desc=desc, disable=not progress, unit="pt")
     for name, settings in points:
         record = cache.get(name)
+        if record is None and cached_only:
+            bar.update(1)
+            continue
         if record is None:
             record = {**settings, **measure(settings)}
             cache.put(name, record)

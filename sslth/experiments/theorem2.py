@@ -379,15 +379,18 @@ def _summary(records: list[dict[str, Any]], fits: list[dict[str, Any]], figures:
 
 
 def run(config: Config, out_dir: str | Path, *, progress: bool = True,
-        plots: bool = True) -> list[dict[str, Any]]:
+        plots: bool = True, cached_only: bool = False) -> list[dict[str, Any]]:
     """Measure every point (cached under ``out_dir/points``) and write CSV, PNG, summary.md."""
     out = Path(out_dir)
     cache = PointCache(out)
     todo = points(config)
     records = sweep(
         todo, lambda s: measure(s, config.max_work), cache, total=len(todo),
-        desc="theorem2", progress=progress,
+        desc="theorem2", progress=progress, cached_only=cached_only,
     )
+    if not records:
+        (out / "summary.md").write_text("# Theorem2\n\nNo point measured yet.\n")
+        return records
     write_csv(out / "theorem2_points.csv", records)
     fits = fit_constants(records)
     write_csv(out / "theorem2_constants.csv", fits)

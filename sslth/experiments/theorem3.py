@@ -106,7 +106,7 @@ def _series(config: Config) -> list[tuple[int, int, float, int]]:
 
 
 def run(config: Config, out_dir: str | Path, *, progress: bool = True,
-        plots: bool = True) -> list[dict[str, Any]]:
+        plots: bool = True, cached_only: bool = False) -> list[dict[str, Any]]:
     """Measure (cached under ``out_dir/points``) and write CSV, PNG and summary.md."""
     out = Path(out_dir)
     cache = PointCache(out)
@@ -131,10 +131,13 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True,
     records = sweep(
         points(), lambda s: measure(s, config.max_random_params), cache,
         total=len(_series(config)) * len(densities), desc="theorem3", progress=progress,
-        stop=stop,
+        cached_only=cached_only, stop=stop,
     )
     for r in records:
         r["paper_shape"] = paper_shape(r["width"], r["depth"], r["epsilon"], r["density"])
+    if not records:
+        (out / "summary.md").write_text("# Theorem3\n\nNo point measured yet.\n")
+        return records
     write_csv(out / "theorem3_points.csv", records)
     groups = aggregate(records)
     c_ratio, c_amp = fit(records)
