@@ -12,6 +12,16 @@ from sslth.subset_sum import solve
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Many small ops: on a shared 2-core machine, two OpenMP threads wait on each other (tens
+    of times slower when other processes compete); one thread keeps this file fast."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _instances(
     seed: int,
     batch: int,
@@ -112,6 +122,19 @@ def test_wide_instances_use_heuristic_without_false_claims() -> None:
     # exact alone cannot afford C(256, 4)-sized tables: reported, never called infeasible
     ex = solve(values[:4], targets[:4], 8, 1e-6, method="exact")
     assert bool(ex.budget_exhausted.all()) and not bool(ex.infeasible.any())
+
+
+def test_large_k_stays_affordable() -> None:
+    """k = 30 of 80: no search can enumerate this; the heuristic shrinks its subset instead."""
+    g = torch.Generator().manual_seed(6)
+    values = torch.rand(8, 80, generator=g, dtype=torch.float64) * 2 - 1
+    targets = torch.randn(8, generator=g, dtype=torch.float64)
+    for method in ("fast", "auto", "exact"):
+        res = solve(values, targets, 30, 1e-3, method=method)
+        _check_mask(res, values, targets, torch.full((8,), 30), torch.ones(8, 80, dtype=torch.bool))
+        assert not bool(res.infeasible.any())
+        if method != "fast":
+            assert bool((res.solved | res.budget_exhausted).all())
 
 
 @pytest.mark.parametrize("method", ["exact", "fast", "auto"])

@@ -40,9 +40,9 @@ def _splits(n: int, k: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def exact_work(n: int, k: int) -> tuple[int, int]:
+def exact_work(n: int, k: int, max_splits: int | None = None) -> tuple[int, int]:
     """(subsets enumerated per row, largest sorted side) for the MITM on n candidates."""
-    sp = _splits(n, k)
+    sp = _splits(n, k)[:max_splits]
     return sum(a + b for _, a, b in sp), max(min(a, b) for _, a, b in sp)
 
 

@@ -26,6 +26,7 @@ MIN_N = 24  # keep at least this many candidates, so rows with few solutions sti
 TARGET_LAMBDA = 40.0  # expected solutions among the kept candidates (Gaussian estimate)
 MAX_SPLITS = 3  # splits j + (k - j) searched by the heuristic, largest first
 ROUNDS = 2  # heuristic rounds in auto, each on a fresh random subset
+FAST_MAX_WORK = 200_000  # subsets per row the heuristic may enumerate
 HEURISTIC_RATIO = 4  # auto: see the choice between heuristic and exact search
 
 
@@ -42,16 +43,18 @@ def _kept_count(
     kf = k.to(torch.float64)
     sd = (kf * var).sqrt().clamp(min=1e-30)
     log_dens = -0.5 * ((targets - kf * mean) / sd) ** 2 - sd.log() - 0.5 * math.log(2 * math.pi)
+    # smallest n' with log C(n', k) >= threshold, by a binary search in a per-k table (a
+    # (B, m) table of log-binomials costs more than the rest of a plentiful solve)
+    threshold = math.log(TARGET_LAMBDA) - (2 * tol).log() - log_dens
+    need = torch.full_like(k, max_n)
     grid = torch.arange(1, max_n + 1, device=values.device, dtype=torch.float64)
-    log_comb = (
-        torch.lgamma(grid + 1)[None, :]
-        - torch.lgamma(kf + 1)[:, None]
-        - torch.lgamma((grid[None, :] - kf[:, None]).clamp(min=0) + 1)
-    )
-    log_comb = torch.where(grid[None, :] >= kf[:, None], log_comb, -torch.inf)
-    log_lam = log_comb + (2 * tol).log()[:, None] + log_dens[:, None]
-    enough = log_lam >= math.log(TARGET_LAMBDA)
-    need = torch.where(enough.any(dim=1), enough.int().argmax(dim=1) + 1, max_n)
+    for kk in k.unique().tolist():
+        rows = (k == kk).nonzero().squeeze(1)
+        rest = (grid - kk).clamp(min=0).add(1).lgamma()
+        log_comb = (grid + 1).lgamma() - math.lgamma(kk + 1) - rest
+        log_comb = torch.where(grid >= kk, log_comb, -torch.inf)
+        pos = torch.searchsorted(log_comb, threshold[rows].contiguous())
+        need[rows] = (pos + 1).clamp(max=max_n)
     need = ((need + 3) // 4) * 4  # fewer distinct groups
     need = torch.maximum(need.clamp(min=MIN_N), 2 * k)
     return torch.minimum(need, n_valid)
@@ -75,6 +78,9 @@ def fast_rows(
     keys = rand((r, m), generator, device) + (~valid).to(torch.float64) * 2
     perm = keys.argsort(dim=1)
     for (k, n), g in groups(k_all, kept):
+        # large k: shrink the subset until the searched splits are affordable (n = k always is)
+        while n > k and exact_work(n, k, max_splits)[0] > FAST_MAX_WORK:
+            n -= 1
         cols = perm[g, :n]
         cand = values[g].gather(1, cols)
         err, picks = mitm(cand, targets[g], tol[g], k, problem.memory_budget, max_splits)
