@@ -4,6 +4,11 @@ The public entry point is :func:`solve`. Methods plug into :data:`METHODS` (see
 :mod:`sslth.subset_sum.registry`); whatever a method returns, :func:`solve` recomputes the
 error of the picked subsets in float64 from the values themselves, so a method cannot report a
 sum it did not pick.
+
+Methods: ``"auto"`` (default: complete search where affordable, random-subset heuristic first
+elsewhere), ``"exact"`` (batched meet in the middle; proves infeasibility, reports rows beyond
+its budget in ``budget_exhausted``), ``"fast"`` (heuristic, proves nothing) and ``"brute"``
+(the test oracle, m up to about 20).
 """
 
 from sslth.subset_sum import brute as _brute  # noqa: F401  (registers "brute")
