@@ -84,10 +84,12 @@ def theorem2_ratio(n: int, k: int, delta: float) -> float:
     return n * binary_entropy(k / n) / math.log2(k / delta)
 
 
-def theorem5_necessary(n: int, k: int, delta: float) -> bool:
-    """Counting bound (Theorem 5's lower bound, one target): C(n, k) · 2δ must reach the
-    length of the target interval for every target to be within reach."""
-    return log_binomial(n, k) + math.log(2 * delta) >= 0.0
+def theorem5_necessary(n: int, k: int, delta: float, interval: float = 1.0) -> bool:
+    """Counting bound behind Theorem 5: the C(n, k) subset sums cover at most C(n, k)·2δ of the
+    line, so every target of an interval of length ``interval`` can be within δ only if
+    C(n, k)·2δ >= interval. The default 1 is the per-unit-length form the reproduction marks
+    (for targets uniform in [−1, 1], pass 2)."""
+    return log_binomial(n, k) + math.log(2 * delta) >= math.log(interval)
 
 
 def paper_neurons_per_input(
