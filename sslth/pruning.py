@@ -35,7 +35,6 @@ from sslth.ticket import Ticket
 SAFETY = 0.9  # fraction of ε the first attempt aims for: the rest absorbs second-order terms
 MAX_ROUNDS = 8
 DEFAULT_MAX_RANDOM_PARAMS = 200_000_000
-UNSOLVED_BEFORE_GROWING = 1e-3  # fraction of a layer's instances left unsolved that makes n grow
 
 
 class TicketNotFound(RuntimeError):
@@ -64,6 +63,26 @@ def dense_params(d_in: int, d_out: int, has_bias: bool, n: int) -> int:
     return PairSpec(d_in, d_out, n, has_bias, 0).dense_params
 
 
+MAX_PICKS = 12  # larger k makes the exact search enumerate far more, for little gain in n
+
+
+def thin_block_neurons(n: int, blocks: int) -> float:
+    """Right-sign neurons of the thinnest of ``blocks`` blocks: a block's count is
+    Binomial(2n, 1/2), and the minimum of ``blocks`` of them sits about sqrt(2 ln(2 blocks))
+    standard deviations below n."""
+    return n - math.sqrt(2 * math.log(2 * blocks)) * math.sqrt(n / 2)
+
+
+def choose_k(layer: TargetLayer, n: int, density: float) -> int:
+    """k for the automatic search: the largest the density allows, but no more than half of a
+    thin block (C(n_sign, k) peaks at n_sign / 2) nor ``MAX_PICKS`` (0 if the density allows
+    none)."""
+    has_bias = layer.bias is not None
+    by_density = largest_k(layer.d_in, layer.d_out, has_bias, n, density)
+    half_thin = int(thin_block_neurons(n, layer.d_in + int(has_bias)) // 2)
+    return min(by_density, max(1, half_thin), MAX_PICKS)
+
+
 def largest_k(d_in: int, d_out: int, has_bias: bool, n: int, density: float) -> int:
     """Largest k <= n/2 whose expected density is at most ``density`` (0 if none)."""
     limit = dense_params(d_in, d_out, has_bias, n) * density * 0.98
@@ -87,9 +106,7 @@ def predicted_solvable(
 ) -> bool:
     """Poisson heuristic: expected number of solutions of the hardest instance of the layer is
     at least log(instances) + 3, counting only the neurons of the right sign of a thin block."""
-    # a block's right-sign count is Binomial(2n, 1/2); the thinnest of `blocks` blocks sits
-    # about sqrt(2 ln(2 blocks)) standard deviations below n
-    n_sign = n - math.sqrt(2 * math.log(2 * blocks)) * math.sqrt(n / 2)
+    n_sign = thin_block_neurons(n, blocks)
     if n_sign < k:
         return False
     log_lambda = (
@@ -126,7 +143,7 @@ def plan_layer(
     for n in _neuron_candidates(start):
         if dense_params(layer.d_in, layer.d_out, has_bias, n) > max_params:
             return None
-        pick = k if k is not None else largest_k(layer.d_in, layer.d_out, has_bias, n, density)
+        pick = k if k is not None else choose_k(layer, n, density)
         if pick < 1 or 2 * pick > 2 * n:
             continue
         if k is not None and expected_kept(
@@ -187,7 +204,7 @@ def _check_counts(spec: PairSpec, instances: SignInstances, k: int, index: int) 
         )
 
 
-def _solve_rows(instances, rows, k, tolerance, method, generator):
+def _solve_rows(instances, rows, k, tolerance, method, generator, **options):
     result = solve(
         instances.values[rows],
         instances.targets[rows],
@@ -196,6 +213,7 @@ def _solve_rows(instances, rows, k, tolerance, method, generator):
         valid=instances.valid[rows],
         method=method,
         generator=generator,
+        **options,
     )
     return result.mask, result.error
 
@@ -215,6 +233,36 @@ def solve_layer(
         picks.append(mask)
         errors.append(error)
     return LayerSolution(spec, k, tolerance, positive, negative, picks, errors)
+
+
+REPAIR_MAX_WORK = 50_000_000  # subsets per row the exact search may enumerate on a repair
+
+
+def repair(solution: LayerSolution) -> int:
+    """Re-solve the instances left over their tolerance with the exact search and a larger work
+    budget, keeping a new pick only where it is better; returns how many are still over."""
+    generator = torch.Generator(device=solution.positive.values.device).manual_seed(
+        solution.spec.seed % (2**31) + 2
+    )
+    left = 0
+    for sign, instances in enumerate((solution.positive, solution.negative)):
+        rows = (solution.errors[sign] >= solution.tolerance).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            continue
+        mask, error = _solve_rows(
+            instances,
+            rows,
+            solution.k,
+            solution.tolerance,
+            "exact",
+            generator,
+            max_work=REPAIR_MAX_WORK,
+        )
+        better = error < solution.errors[sign][rows]
+        solution.picks[sign][rows[better]] = mask[better]
+        solution.errors[sign][rows[better]] = error[better]
+        left += int((solution.errors[sign][rows] >= solution.tolerance).sum())
+    return left
 
 
 def tighten(solution: LayerSolution, tolerance: float, method: str) -> None:
@@ -241,6 +289,7 @@ class _LayerState:
     k: int
     tolerance: float
     solution: LayerSolution | None = None
+    repaired: bool = False  # the solution's unsolved instances had their exact re-solve
 
 
 def _per_layer(value, count: int, name: str) -> list[int] | None:
@@ -352,12 +401,7 @@ def prune(
     for i, layer in enumerate(target.layers):
         if fixed_n is not None:
             k_i = (
-                fixed_k[i]
-                if fixed_k is not None
-                else max(
-                    1,
-                    largest_k(layer.d_in, layer.d_out, layer.bias is not None, fixed_n[i], density),
-                )
+                fixed_k[i] if fixed_k is not None else max(1, choose_k(layer, fixed_n[i], density))
             )
             states.append(_LayerState(fixed_n[i], k_i, tolerances[i]))
             continue
@@ -392,6 +436,7 @@ def prune(
                 state.solution = solve_layer(
                     spec, layer, state.k, state.tolerance, index=i, device=device, method=method
                 )
+                state.repaired = False
                 bar.update(1)
         solve_time += time.perf_counter() - t0
         operators = [state.solution.operator() for state in states]
@@ -431,12 +476,22 @@ def prune(
             if share <= budgets[i] * scale:
                 continue
             solution = state.solution
-            if solution.unsolved_fraction() > UNSOLVED_BEFORE_GROWING and fixed_n is None:
+            if solution.unsolved_fraction() > 0 and not state.repaired:
+                # a few instances over their tolerance can dominate a spectral norm: give them
+                # the complete search first, before touching the tolerance of every instance
+                t0 = time.perf_counter()
+                repair(solution)
+                solve_time += time.perf_counter() - t0
+                state.repaired = True
+                continue
+            if solution.unsolved_fraction() > 0 and fixed_n is None:
+                # what is left was proved out of reach in this random network (or beyond the
+                # search's budget): only a larger network helps, a tighter tolerance cannot
                 plan = plan_layer(
                     target.layers[i],
                     density,
                     state.tolerance,
-                    start=int(math.ceil(state.n * 1.25)),
+                    start=int(math.ceil(state.n * 1.15)),
                     k=None if fixed_k is None else fixed_k[i],
                     max_params=max_random_params,
                 )
@@ -520,11 +575,7 @@ def _refine(target, states, budgets, epsilon, density, radius, seed, device, met
             n_try = state.n - max(1, state.n // 8)
             if n_try < 1:
                 break
-            k_try = (
-                fixed_k[i]
-                if fixed_k is not None
-                else largest_k(layer.d_in, layer.d_out, has_bias, n_try, density)
-            )
+            k_try = fixed_k[i] if fixed_k is not None else choose_k(layer, n_try, density)
             if k_try < 1 or k_try > n_try:
                 break
             spec = PairSpec(layer.d_in, layer.d_out, n_try, has_bias, layer_seed(seed, i))
