@@ -22,9 +22,7 @@ from torch import nn
 import sslth
 
 EPSILON_CAP = 0.1  # margins can be large; beyond this a smaller ε costs little and reads better
-# The subset-sum work grows steeply with k (meet in the middle enumerates k/2-subsets of each
-# half): at density 0.3 the planner picks k ≈ 20 of n ≈ 40 and solving took over ten minutes on
-# 2 cores; at 0.1 (also the published experiment's density) k ≈ 10 and it takes under a minute.
+# The published experiment's density; the ticket keeps about a tenth of the random weights.
 DEFAULT_DENSITY = 0.1
 
 
