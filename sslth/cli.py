@@ -94,7 +94,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         raise ConfigError(str(error)) from None
     stored = ticket.report
-    report = ticket.evaluate(samples=args.samples)
+    report = ticket.evaluate(samples=args.samples, progress=True)
     print(report)
     if stored is not None:
         print(

@@ -424,7 +424,7 @@ def prune(
 
     best: tuple[float, list[LayerSolution]] | None = None
     last_bound = math.inf
-    bar = tqdm(total=depth, desc="sslth: solving", disable=not progress, leave=False)
+    bar = tqdm(total=depth, desc="sslth: construct + solve", disable=not progress, leave=False)
     solve_time = 0.0
     for _round in range(MAX_ROUNDS):
         t0 = time.perf_counter()
@@ -531,7 +531,7 @@ def prune(
     )
     # the dense network is not built here: the report is recomputed from the masks and the
     # random weights they can keep, and ``ticket.network`` regenerates the rest from the seed
-    report = ticket.evaluate(samples=empirical_samples, timings=timings)
+    report = ticket.evaluate(samples=empirical_samples, timings=timings, progress=progress)
     if progress:
         tqdm.write(
             f"sslth: certified error {report.certified_error:.4g} (ε = {epsilon:g}), "

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from sslth.certify import (
     block_pair_operator,
@@ -93,6 +94,7 @@ class Ticket:
         samples: int = 10_000,
         ascent_steps: int = 100,
         timings: dict[str, float] | None = None,
+        progress: bool = False,
     ) -> Report:
         """Recompute the report from the ticket's masks and weights (certificate, empirical
         error, densities, k), store it in ``self.report`` and return it.
@@ -104,6 +106,7 @@ class Ticket:
         keeps 2·n·d_in, is never materialized for a report.
         """
         timings = dict(timings or {})
+        bar = tqdm(total=2, desc="sslth: certifying", disable=not progress, leave=False)
         start = time.perf_counter()
         if self._network is not None:
             operators, parts = self._parts_from_network()
@@ -127,6 +130,8 @@ class Ticket:
                 )
             )
         timings["certify"] = time.perf_counter() - start
+        bar.update(1)
+        bar.set_description("sslth: empirical check")
         start = time.perf_counter()
         empirical = empirical_error(
             self.target,
@@ -138,6 +143,8 @@ class Ticket:
             device=self.device,
         )
         timings["empirical"] = time.perf_counter() - start
+        bar.update(1)
+        bar.close()
         self.report = build_report(
             target=self.target,
             specs=self.specs,
