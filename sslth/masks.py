@@ -86,38 +86,3 @@ def make_permanent(network: nn.Sequential) -> nn.Sequential:
 
 def linear_layers(network: nn.Sequential) -> list[nn.Linear]:
     return [module for module in network if isinstance(module, nn.Linear)]
-
-
-def effective_pairs(
-    network: nn.Sequential,
-) -> list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
-    """(U weight, U bias, V weight) of each pair as the network computes them (masked, float64)."""
-    linears = linear_layers(network)
-    if len(linears) % 2:
-        raise ValueError("a ticket network has an even number of linear layers")
-    pairs = []
-    for first, second in zip(linears[::2], linears[1::2], strict=True):
-        if second.bias is not None and bool((second.bias != 0).any()):
-            raise ValueError("the second layer of a random pair must have no bias")
-        bias = None if first.bias is None else first.bias.detach().to(torch.float64)
-        pairs.append(
-            (
-                first.weight.detach().to(torch.float64),
-                bias,
-                second.weight.detach().to(torch.float64),
-            )
-        )
-    return pairs
-
-
-def count_kept(network: nn.Sequential) -> int:
-    """Nonzero mask entries of every pruned tensor (kept weights of the ticket)."""
-    kept = 0
-    for module in linear_layers(network):
-        for name in ("weight", "bias"):
-            mask = getattr(module, name + "_mask", None)
-            if mask is not None:
-                kept += int((mask != 0).sum())
-            elif getattr(module, name, None) is not None:
-                kept += int((getattr(module, name) != 0).sum())
-    return kept

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import platform
 from dataclasses import asdict, dataclass, field
 
@@ -204,7 +203,3 @@ def build_report(
         timings={name: round(seconds, 4) for name, seconds in timings.items()},
         versions=versions(),
     )
-
-
-def finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
