@@ -5,13 +5,17 @@ The search, per target layer i:
    :mod:`sslth.certify`), so each layer gets the share ``SAFETY · ε / l`` and a per-weight
    tolerance δ_i chosen so that a random error matrix with entries in (−δ_i, δ_i) has a spectral
    norm within it (||M|| ≈ (δ/√3)(√d_out + √(2 d_in)) for such a matrix).
-2. Sizes. k/n is the largest ratio whose expected density is within the request, and n the
-   smallest for which the Poisson heuristic (λ = C(n, k) · 2δ · f_k(z), DESIGN §4) predicts that
-   every instance of the layer has a solution.
-3. Solve, then certify *from the achieved errors*. Layers whose share of the bound is too large
-   are re-solved with a tighter tolerance; when that no longer helps, n grows. Nothing is
+2. Sizes. k is the largest the density allows, capped at half the right-sign neurons of a thin
+   block (where C(n, k) peaks) and at ``MAX_PICKS``; n is the smallest for which the Poisson
+   heuristic (λ = C(n, k) · 2δ · f_k(z), DESIGN §4) predicts that every instance of the layer
+   has a solution.
+3. Solve, then certify *from the achieved errors*. In a layer whose share of the bound is too
+   large, the instances left over their tolerance are first re-solved with the exact search and
+   a larger budget; if some stay out of reach (a random network can make an instance
+   infeasible), n grows by 15%; if all are within tolerance, the tolerance shrinks. Nothing is
    assumed: the loop stops on the recomputed certificate and the recomputed density, and the
-   returned ticket's report is recomputed once more from the network itself.
+   returned ticket's report is recomputed once more from its masks and the random weights.
+4. ``refine`` then shrinks n of the small layers while the ticket still meets ε and the density.
 """
 
 from __future__ import annotations
