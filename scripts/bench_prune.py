@@ -100,21 +100,30 @@ def main(argv: list[str] | None = None) -> dict:
         "certified_error": report.certified_error,
         "empirical_error": report.empirical_error,
     }
-    print(f"target {args.target} ({report.target_params:,} weights), ε = {args.epsilon:g}, "
-          f"density <= {args.density:g}, device {device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"target {args.target} ({report.target_params:,} weights), ε = {args.epsilon:g}, "
+        f"density <= {args.density:g}, device {device}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     for name, seconds in report.timings.items():
         print(f"  {name:<12} {seconds:8.2f} s")
     print(f"  {'total':<12} {wall:8.2f} s   (sslth.prune, end to end)")
     if network_s is not None:
         print(f"  {'network':<12} {network_s:8.2f} s   (ticket.network built on demand)")
-    print(f"peak host memory {figures['peak_host_gib_prune']:.2f} GiB in prune, "
-          f"{figures['peak_host_gib']:.2f} GiB with the network"
-          + (f", peak GPU memory {figures['peak_gpu_gib']:.2f} GiB"
-             if figures["peak_gpu_gib"] is not None else ""))
+    print(
+        f"peak host memory {figures['peak_host_gib_prune']:.2f} GiB in prune, "
+        f"{figures['peak_host_gib']:.2f} GiB with the network"
+        + (
+            f", peak GPU memory {figures['peak_gpu_gib']:.2f} GiB"
+            if figures["peak_gpu_gib"] is not None
+            else ""
+        )
+    )
     print(f"m = {report.random_params:,} random weights (n = {report.n}, k = {report.k})")
-    print(f"density {report.density:.4g}, certified error {report.certified_error:.4g}, "
-          f"empirical error {report.empirical_error:.4g}")
+    print(
+        f"density {report.density:.4g}, certified error {report.certified_error:.4g}, "
+        f"empirical error {report.empirical_error:.4g}"
+    )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(figures, handle, indent=2)

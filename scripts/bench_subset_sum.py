@@ -132,7 +132,10 @@ def milp_baseline(values, targets, k, tol, valid, budget_s: float, time_limit: f
             LinearConstraint(v[None, :], z - d, z + d),
         ]
         res = milp(
-            np.zeros(m), constraints=cons, integrality=np.ones(m), bounds=Bounds(0, upper),
+            np.zeros(m),
+            constraints=cons,
+            integrality=np.ones(m),
+            bounds=Bounds(0, upper),
             options={"time_limit": time_limit},
         )
         if res.x is not None:
@@ -156,8 +159,9 @@ def run_family(name: str, args) -> Row:
     auto_rate, auto_solved = batch / dt, float(res.solved.double().mean())
     auto_infeasible = float(res.infeasible.double().mean())
     n_ex = min(batch, args.exact_batch)
-    dt_e, ex = _timed_solve(values[:n_ex], targets[:n_ex], k[:n_ex], tol[:n_ex], valid[:n_ex],
-                            "exact", dev)
+    dt_e, ex = _timed_solve(
+        values[:n_ex], targets[:n_ex], k[:n_ex], tol[:n_ex], valid[:n_ex], "exact", dev
+    )
     solvable_missed = int((ex.solved.cpu() & ~res.solved[:n_ex].cpu()).sum())
     if solvable_missed:
         print(f"  {name}: auto missed {solvable_missed} of {n_ex} rows that exact solved")
@@ -166,10 +170,21 @@ def run_family(name: str, args) -> Row:
     if not args.no_milp:
         mp = milp_baseline(values, targets, k, tol, valid, args.baseline_seconds, 20.0)
     return Row(
-        name, batch, auto_rate, auto_solved, auto_infeasible,
-        n_ex / dt_e, float(ex.solved.double().mean()),
-        float(ex.infeasible.double().mean()), float(ex.budget_exhausted.double().mean()),
-        it[0], it[1], it[2], mp[0], mp[1], mp[2],
+        name,
+        batch,
+        auto_rate,
+        auto_solved,
+        auto_infeasible,
+        n_ex / dt_e,
+        float(ex.solved.double().mean()),
+        float(ex.infeasible.double().mean()),
+        float(ex.budget_exhausted.double().mean()),
+        it[0],
+        it[1],
+        it[2],
+        mp[0],
+        mp[1],
+        mp[2],
     )
 
 
@@ -204,8 +219,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset")
     p.add_argument("--batch", type=int, default=0, help="instances per family (0: its default)")
     p.add_argument("--exact-batch", type=int, default=20_000, help="rows also run with exact")
-    p.add_argument("--baseline-seconds", type=float, default=4.0,
-                   help="wall time per family for each baseline's sample")
+    p.add_argument(
+        "--baseline-seconds",
+        type=float,
+        default=4.0,
+        help="wall time per family for each baseline's sample",
+    )
     p.add_argument("--no-milp", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")

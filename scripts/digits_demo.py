@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> digits.DigitsResult:
         f", capped at {args.cap:g}), radius {result.radius:.4g}\n"
         f"max logit deviation {result.max_logit_deviation:.4g} <= certified error "
         f"{result.certified_error:.4g}; density {result.density:.4g}\n"
-        f"time: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
+        f"time: "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
         + f"\nwrote {args.out}/report.json, logits.png, masks.png"
     )
     return result

@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output directory (created; resumable)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
-        "--cached-only", action="store_true",
+        "--cached-only",
+        action="store_true",
         help="measure nothing: report the points already cached in --out (a partial run)",
     )
     args = parser.parse_args(argv)

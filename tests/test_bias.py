@@ -82,9 +82,7 @@ def test_random_targets_with_bias(case: int) -> None:
     widths, norm, bias_scale, epsilon, density = CASES[case]
     target = random_target(widths, norm, bias_scale, seed=100 + case)
     radius = 1.0 + 0.5 * (case % 3)
-    ticket = sslth.prune(
-        target, epsilon, density, radius=radius, seed=case, progress=False
-    )
+    ticket = sslth.prune(target, epsilon, density, radius=radius, seed=case, progress=False)
     assert ticket.report.density <= density
     assert all(layer.bias is not None for layer in sslth.as_target(target).layers)
     check_ticket(target, ticket, epsilon, radius)

@@ -22,8 +22,14 @@ def test_digits_ticket_keeps_every_prediction(tmp_path) -> None:
     assert result.epsilon <= 0.5 * result.smallest_test_margin
     assert result.density <= result.density_limit
     written = json.loads((tmp_path / "report.json").read_text())
-    for key in ("target_accuracy", "ticket_accuracy", "max_logit_deviation",
-                "certified_error", "density", "report"):
+    for key in (
+        "target_accuracy",
+        "ticket_accuracy",
+        "max_logit_deviation",
+        "certified_error",
+        "density",
+        "report",
+    ):
         assert key in written
     assert written["report"]["certified_error"] == result.certified_error
 

@@ -40,8 +40,13 @@ def theorem3_run(tmp_path_factory):
 
 def test_theorem2_files(theorem2_run):
     _, out, records = theorem2_run
-    for name in ("theorem2_points.csv", "theorem2_constants.csv", "theorem2_vs_n.png",
-                 "theorem2_vs_x.png", "summary.md"):
+    for name in (
+        "theorem2_points.csv",
+        "theorem2_constants.csv",
+        "theorem2_vs_n.png",
+        "theorem2_vs_x.png",
+        "summary.md",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert len(_rows(out / "theorem2_points.csv")) == len(records)
     assert "c_hyp" in (out / "summary.md").read_text()
@@ -69,8 +74,12 @@ def test_theorem2_rerun_uses_cache(theorem2_run):
 
 def test_theorem3_files_and_validity(theorem3_run):
     config, out, records = theorem3_run
-    for name in ("theorem3_points.csv", "theorem3_spread.csv", "theorem3_density.png",
-                 "summary.md"):
+    for name in (
+        "theorem3_points.csv",
+        "theorem3_spread.csv",
+        "theorem3_density.png",
+        "summary.md",
+    ):
         assert (out / name).stat().st_size > 0, name
     found = [r for r in records if r["found"]]
     assert found, "the quick config should find tickets"
@@ -90,8 +99,15 @@ def test_theorem3_rerun_uses_cache(theorem3_run):
 
 
 def test_interrupted_sweep_resumes(tmp_path):
-    config = theorem2.Config(distributions=["uniform"], ratios=[0.5], deltas=[1e-2],
-                             target_ranges=["unit"], instances=20, grid_points=3, max_n=16)
+    config = theorem2.Config(
+        distributions=["uniform"],
+        ratios=[0.5],
+        deltas=[1e-2],
+        target_ranges=["unit"],
+        instances=20,
+        grid_points=3,
+        max_n=16,
+    )
     first = theorem2.run(config, tmp_path, progress=False, plots=False)
     victim = sorted((tmp_path / "points").iterdir())[0]
     victim.unlink()  # as if the run had stopped before this point
@@ -131,9 +147,18 @@ def test_cli_reports_bad_config(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("seeds = [0]\nunknown_key = true\n")
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/reproduce.py"), "theorem3", "--config", str(path),
-         "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            str(ROOT / "scripts/reproduce.py"),
+            "theorem3",
+            "--config",
+            str(path),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 2
     assert "unknown_key" in result.stderr
@@ -148,7 +173,14 @@ def test_wilson_and_crossing():
 
 
 def test_cached_only_reports_without_measuring(tmp_path):
-    config = theorem2.Config(distributions=["uniform"], ratios=[0.5], deltas=[1e-2],
-                             target_ranges=["unit"], instances=20, grid_points=3, max_n=16)
+    config = theorem2.Config(
+        distributions=["uniform"],
+        ratios=[0.5],
+        deltas=[1e-2],
+        target_ranges=["unit"],
+        instances=20,
+        grid_points=3,
+        max_n=16,
+    )
     assert theorem2.run(config, tmp_path, progress=False, plots=False, cached_only=True) == []
     assert not list((tmp_path / "points").iterdir())

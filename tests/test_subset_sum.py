@@ -236,7 +236,12 @@ def test_cuda_matches_cpu(method: str) -> None:
     values, targets, k, tol, valid = _instances(21, 2000, 16, "product", k_max=6)
     cpu = solve(values, targets, k, tol, valid=valid, method=method)
     gpu = solve(
-        values.cuda(), targets.cuda(), k.cuda(), tol.cuda(), valid=valid.cuda(), method=method,
+        values.cuda(),
+        targets.cuda(),
+        k.cuda(),
+        tol.cuda(),
+        valid=valid.cuda(),
+        method=method,
         generator=None,
     )
     _check_mask(gpu, values.cuda(), targets.cuda(), k.cuda(), valid.cuda())

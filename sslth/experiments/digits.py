@@ -36,9 +36,7 @@ class DigitsData:
     @property
     def radius(self) -> float:
         """Largest input norm over train and test: the ball the certificate must cover."""
-        return float(
-            torch.linalg.vector_norm(torch.cat([self.x_train, self.x_test]), dim=1).max()
-        )
+        return float(torch.linalg.vector_norm(torch.cat([self.x_train, self.x_test]), dim=1).max())
 
 
 def load_data(seed: int = 0, test_size: float = 0.25) -> DigitsData:
@@ -139,9 +137,7 @@ def run(
     radius = data.radius
 
     start = time.perf_counter()
-    ticket = sslth.prune(
-        target, epsilon, density, radius=radius, seed=seed, progress=progress
-    )
+    ticket = sslth.prune(target, epsilon, density, radius=radius, seed=seed, progress=progress)
     timings["prune"] = time.perf_counter() - start
 
     with torch.no_grad():
@@ -234,12 +230,14 @@ def plot_masks(ticket: sslth.Ticket, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     pairs = len(ticket.masks)
-    figure, axes = plt.subplots(pairs, 2, figsize=(12, 3 * pairs), squeeze=False,
-                                gridspec_kw={"width_ratios": [4, 1]})
+    figure, axes = plt.subplots(
+        pairs, 2, figsize=(12, 3 * pairs), squeeze=False, gridspec_kw={"width_ratios": [4, 1]}
+    )
     for index, masks in enumerate(ticket.masks):
         spec = masks.spec
-        axes[index, 0].imshow(masks.second.numpy(), aspect="auto", cmap="Greys",
-                              interpolation="nearest")
+        axes[index, 0].imshow(
+            masks.second.numpy(), aspect="auto", cmap="Greys", interpolation="nearest"
+        )
         axes[index, 0].set_title(
             f"pair {index + 1}: V mask ({spec.d_out} × {spec.hidden}), "
             f"{float(masks.second.double().mean()):.3f} kept"

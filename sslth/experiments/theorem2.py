@@ -145,8 +145,14 @@ def points(config: Config) -> list[tuple[str, dict[str, Any]]]:
                             "seed": config.seed,
                         }
                         name = point_name(
-                            d=distribution, z=target_range, r=ratio, delta=delta, n=n,
-                            k=settings["k"], i=config.instances, s=config.seed,
+                            d=distribution,
+                            z=target_range,
+                            r=ratio,
+                            delta=delta,
+                            n=n,
+                            k=settings["k"],
+                            i=config.instances,
+                            s=config.seed,
                         )
                         out.append((name, settings))
     return out
@@ -211,11 +217,18 @@ def fit_constants(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         xs = [r["x"] for r in rs]
         ys = [r["success"] for r in rs]
         ps = [r["predicted"] for r in rs]
-        rows.append({
-            "distribution": key[0], "target_range": key[1], "ratio": key[2], "delta": key[3],
-            "c_hyp_50": crossing(xs, ys, 0.5), "c_hyp_99": crossing(xs, ys, 0.99),
-            "predicted_x_50": crossing(xs, ps, 0.5), "predicted_x_99": crossing(xs, ps, 0.99),
-        })
+        rows.append(
+            {
+                "distribution": key[0],
+                "target_range": key[1],
+                "ratio": key[2],
+                "delta": key[3],
+                "c_hyp_50": crossing(xs, ys, 0.5),
+                "c_hyp_99": crossing(xs, ys, 0.99),
+                "predicted_x_50": crossing(xs, ps, 0.5),
+                "predicted_x_99": crossing(xs, ps, 0.99),
+            }
+        )
     return rows
 
 
@@ -223,11 +236,13 @@ def _plot(records: list[dict[str, Any]], out: Path, config: Config) -> list[str]
     plt = pyplot()
     files = []
     markers = {r: m for r, m in zip(sorted(config.ratios), "osD^v<>", strict=False)}
-    colours = {d: c for d, c in zip(sorted(config.deltas), ["C0", "C1", "C2", "C3", "C4"],
-                                    strict=False)}
+    colours = {
+        d: c for d, c in zip(sorted(config.deltas), ["C0", "C1", "C2", "C3", "C4"], strict=False)
+    }
     for axis in ("n", "x"):
         fig, axes = plt.subplots(
-            len(config.target_ranges), len(config.distributions),
+            len(config.target_ranges),
+            len(config.distributions),
             figsize=(6 * len(config.distributions), 4.5 * len(config.target_ranges)),
             squeeze=False,
         )
@@ -237,8 +252,11 @@ def _plot(records: list[dict[str, Any]], out: Path, config: Config) -> list[str]
                 for ratio in config.ratios:
                     for delta in config.deltas:
                         rs = sorted(
-                            (r for r in records if _curve_key(r)
-                             == (distribution, target_range, ratio, delta)),
+                            (
+                                r
+                                for r in records
+                                if _curve_key(r) == (distribution, target_range, ratio, delta)
+                            ),
                             key=lambda r: r["n"],
                         )
                         if not rs:
@@ -246,21 +264,30 @@ def _plot(records: list[dict[str, Any]], out: Path, config: Config) -> list[str]
                         xs = [r[axis] for r in rs]
                         ys = [r["success"] for r in rs]
                         # max(0, ·): Wilson bounds at p = 0 or 1 can miss p by a rounding error
-                        err = [[max(0.0, r["success"] - r["ci_low"]) for r in rs],
-                               [max(0.0, r["ci_high"] - r["success"]) for r in rs]]
-                        ax.errorbar(xs, ys, yerr=err, marker=markers[ratio], ms=4,
-                                    color=colours[delta], lw=1, capsize=2,
-                                    label=f"k/n={ratio:g}, δ={delta:g}")
-                        ax.plot(xs, [r["predicted"] for r in rs], ls=":", color=colours[delta],
-                                lw=1)
+                        err = [
+                            [max(0.0, r["success"] - r["ci_low"]) for r in rs],
+                            [max(0.0, r["ci_high"] - r["success"]) for r in rs],
+                        ]
+                        ax.errorbar(
+                            xs,
+                            ys,
+                            yerr=err,
+                            marker=markers[ratio],
+                            ms=4,
+                            color=colours[delta],
+                            lw=1,
+                            capsize=2,
+                            label=f"k/n={ratio:g}, δ={delta:g}",
+                        )
+                        ax.plot(
+                            xs, [r["predicted"] for r in rs], ls=":", color=colours[delta], lw=1
+                        )
                         if axis == "n":
                             bound = counting_bound_n(ratio, delta, config.max_n)
                             if bound is not None and bound <= max(xs):
-                                ax.axvline(bound, color=colours[delta], lw=0.6, ls="--",
-                                           alpha=0.5)
+                                ax.axvline(bound, color=colours[delta], lw=0.6, ls="--", alpha=0.5)
                 if axis == "x":
-                    ax.axvline(0.5, color="k", ls="--", lw=1,
-                               label="Theorem 5 (d=1): x ≥ 1/2")
+                    ax.axvline(0.5, color="k", ls="--", lw=1, label="Theorem 5 (d=1): x ≥ 1/2")
                 ax.set_xlabel("n" if axis == "n" else "x = n·H2(k/n) / log2(k/δ)")
                 ax.set_ylabel("P(some k-subset within δ)")
                 zr = "z ~ U[-1,1]" if target_range == "unit" else "z ~ U[-√k,√k]"
@@ -269,9 +296,11 @@ def _plot(records: list[dict[str, Any]], out: Path, config: Config) -> list[str]
                 ax.grid(alpha=0.3)
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=7)
-        fig.suptitle("Theorem 2: measured (markers, 95% Wilson CI), Poisson prediction (dotted)"
-                     + (", counting bound C(n,k)·2δ ≥ 1 (dashed)" if axis == "n" else ""),
-                     fontsize=10)
+        fig.suptitle(
+            "Theorem 2: measured (markers, 95% Wilson CI), Poisson prediction (dotted)"
+            + (", counting bound C(n,k)·2δ ≥ 1 (dashed)" if axis == "n" else ""),
+            fontsize=10,
+        )
         fig.tight_layout(rect=(0, 0.1, 1, 0.96))
         name = f"theorem2_vs_{axis}.png"
         fig.savefig(out / name, dpi=90)
@@ -281,16 +310,22 @@ def _plot(records: list[dict[str, Any]], out: Path, config: Config) -> list[str]
 
 
 def _fmt(value: float | None, spec: str = ".3g") -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else format(
-        value, spec)
+    return (
+        "—"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else format(value, spec)
+    )
 
 
 def _family_rows(decided: list[dict[str, Any]], fits: list[dict[str, Any]]) -> list[str]:
     rows = []
     families = sorted({(r["distribution"], r["target_range"]) for r in decided})
     for family in families:
-        gaps = [abs(r["success"] - r["predicted"]) for r in decided
-                if (r["distribution"], r["target_range"]) == family]
+        gaps = [
+            abs(r["success"] - r["predicted"])
+            for r in decided
+            if (r["distribution"], r["target_range"]) == family
+        ]
         mine = [f for f in fits if (f["distribution"], f["target_range"]) == family]
         c50 = [f["c_hyp_50"] for f in mine if f["c_hyp_50"] is not None]
         c99 = [f["c_hyp_99"] for f in mine if f["c_hyp_99"] is not None]
@@ -302,8 +337,9 @@ def _family_rows(decided: list[dict[str, Any]], fits: list[dict[str, Any]]) -> l
     return rows
 
 
-def _summary(records: list[dict[str, Any]], fits: list[dict[str, Any]], figures: list[str],
-             config: Config) -> str:
+def _summary(
+    records: list[dict[str, Any]], fits: list[dict[str, Any]], figures: list[str], config: Config
+) -> str:
     exhausted = sum(r["budget_exhausted"] for r in records)
     total = sum(r["instances"] for r in records)
     seconds = sum(r["seconds"] for r in records)
@@ -378,15 +414,26 @@ def _summary(records: list[dict[str, Any]], fits: list[dict[str, Any]], figures:
     return "\n".join(lines)
 
 
-def run(config: Config, out_dir: str | Path, *, progress: bool = True,
-        plots: bool = True, cached_only: bool = False) -> list[dict[str, Any]]:
+def run(
+    config: Config,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    plots: bool = True,
+    cached_only: bool = False,
+) -> list[dict[str, Any]]:
     """Measure every point (cached under ``out_dir/points``) and write CSV, PNG, summary.md."""
     out = Path(out_dir)
     cache = PointCache(out)
     todo = points(config)
     records = sweep(
-        todo, lambda s: measure(s, config.max_work), cache, total=len(todo),
-        desc="theorem2", progress=progress, cached_only=cached_only,
+        todo,
+        lambda s: measure(s, config.max_work),
+        cache,
+        total=len(todo),
+        desc="theorem2",
+        progress=progress,
+        cached_only=cached_only,
     )
     if not records:
         (out / "summary.md").write_text("# Theorem2\n\nNo point measured yet.\n")

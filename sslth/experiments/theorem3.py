@@ -74,8 +74,14 @@ def measure(settings: dict[str, Any], max_random_params: int) -> dict[str, Any]:
     record: dict[str, Any] = {}
     try:
         ticket = sslth.prune(
-            target, settings["epsilon"], settings["density"], seed=settings["seed"],
-            device="cpu", progress=False, refine=True, max_random_params=max_random_params,
+            target,
+            settings["epsilon"],
+            settings["density"],
+            seed=settings["seed"],
+            device="cpu",
+            progress=False,
+            refine=True,
+            max_random_params=max_random_params,
         )
         report, found = ticket.report, True
     except sslth.TicketNotFound as error:
@@ -101,12 +107,20 @@ def _series(config: Config) -> list[tuple[int, int, float, int]]:
     return [
         (w, dp, e, s)
         for s in config.seeds
-        for w in config.widths for dp in config.depths for e in config.epsilons
+        for w in config.widths
+        for dp in config.depths
+        for e in config.epsilons
     ]
 
 
-def run(config: Config, out_dir: str | Path, *, progress: bool = True,
-        plots: bool = True, cached_only: bool = False) -> list[dict[str, Any]]:
+def run(
+    config: Config,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    plots: bool = True,
+    cached_only: bool = False,
+) -> list[dict[str, Any]]:
     """Measure (cached under ``out_dir/points``) and write CSV, PNG and summary.md."""
     out = Path(out_dir)
     cache = PointCache(out)
@@ -120,8 +134,10 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True,
                     break
                 w, dp, e, s = series
                 settings = {"width": w, "depth": dp, "epsilon": e, "seed": s, "density": density}
-                yield point_name(w=w, l=dp, eps=e, s=s, g=density,
-                                 p=config.max_random_params), settings
+                yield (
+                    point_name(w=w, l=dp, eps=e, s=s, g=density, p=config.max_random_params),
+                    settings,
+                )
 
     def stop(settings: dict[str, Any], record: dict[str, Any]) -> None:
         if not record["found"]:
@@ -129,9 +145,14 @@ def run(config: Config, out_dir: str | Path, *, progress: bool = True,
             stopped.add(key)
 
     records = sweep(
-        points(), lambda s: measure(s, config.max_random_params), cache,
-        total=len(_series(config)) * len(densities), desc="theorem3", progress=progress,
-        cached_only=cached_only, stop=stop,
+        points(),
+        lambda s: measure(s, config.max_random_params),
+        cache,
+        total=len(_series(config)) * len(densities),
+        desc="theorem3",
+        progress=progress,
+        cached_only=cached_only,
+        stop=stop,
     )
     for r in records:
         r["paper_shape"] = paper_shape(r["width"], r["depth"], r["epsilon"], r["density"])
@@ -155,15 +176,21 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (w, dp, e, g), rs in sorted(groups.items(), key=lambda kv: (*kv[0][:3], -kv[0][3])):
         ok = [r["overparameterization"] for r in rs if r["found"]]
-        rows.append({
-            "width": w, "depth": dp, "epsilon": e, "density": g,
-            "seeds_tried": len(rs), "seeds_found": len(ok),
-            "ratio_min": min(ok) if ok else None,
-            "ratio_median": statistics.median(ok) if ok else None,
-            "ratio_max": max(ok) if ok else None,
-            "paper_shape": paper_shape(w, dp, e, g),
-            "seconds_median": statistics.median(r["seconds"] for r in rs),
-        })
+        rows.append(
+            {
+                "width": w,
+                "depth": dp,
+                "epsilon": e,
+                "density": g,
+                "seeds_tried": len(rs),
+                "seeds_found": len(ok),
+                "ratio_min": min(ok) if ok else None,
+                "ratio_median": statistics.median(ok) if ok else None,
+                "ratio_max": max(ok) if ok else None,
+                "paper_shape": paper_shape(w, dp, e, g),
+                "seconds_median": statistics.median(r["seconds"] for r in rs),
+            }
+        )
     return rows
 
 
@@ -189,28 +216,48 @@ def _plot(records, groups, c_ratio, out: Path, config: Config) -> list[str]:
         ci = 0
         for w in config.widths:
             for dp in config.depths:
-                rows = [g for g in groups if (g["width"], g["depth"], g["epsilon"])
-                        == (w, dp, epsilon) and g["seeds_found"]]
+                rows = [
+                    g
+                    for g in groups
+                    if (g["width"], g["depth"], g["epsilon"]) == (w, dp, epsilon)
+                    and g["seeds_found"]
+                ]
                 colour = f"C{ci}"
                 ci += 1
                 if not rows:
                     continue
                 xs = [g["density"] for g in rows]
                 med = [g["ratio_median"] for g in rows]
-                err = [[m - g["ratio_min"] for m, g in zip(med, rows, strict=True)],
-                       [g["ratio_max"] - m for m, g in zip(med, rows, strict=True)]]
-                ax.errorbar(xs, med, yerr=err, marker="o", ms=4, capsize=2, color=colour,
-                            label=f"d={w}, l={dp}")
+                err = [
+                    [m - g["ratio_min"] for m, g in zip(med, rows, strict=True)],
+                    [g["ratio_max"] - m for m, g in zip(med, rows, strict=True)],
+                ]
+                ax.errorbar(
+                    xs,
+                    med,
+                    yerr=err,
+                    marker="o",
+                    ms=4,
+                    capsize=2,
+                    color=colour,
+                    label=f"d={w}, l={dp}",
+                )
                 if c_ratio is not None:
-                    ax.plot(gammas, [c_ratio * paper_shape(w, dp, epsilon, g) for g in gammas],
-                            ls=":", color=colour, lw=1)
+                    ax.plot(
+                        gammas,
+                        [c_ratio * paper_shape(w, dp, epsilon, g) for g in gammas],
+                        ls=":",
+                        color=colour,
+                        lw=1,
+                    )
         found = [r for r in records if r["found"] and r["epsilon"] == epsilon]
         if found:
             # Pensia et al.: γ = Θ(1) with logarithmic overparameterization -> flat in γ; drawn
             # at the median measured level at the largest density as a reference
             top = max(r["density"] for r in found)
-            level = statistics.median(r["overparameterization"] for r in found
-                                      if r["density"] == top)
+            level = statistics.median(
+                r["overparameterization"] for r in found if r["density"] == top
+            )
             ax.axhline(level, color="grey", ls="--", lw=1, label="Pensia regime (flat in γ)")
         ax.plot(gammas, 1 / gammas, color="k", ls="-.", lw=1, label="Malach regime m/m_t = 1/γ")
         ax.set_xscale("log")
@@ -221,8 +268,11 @@ def _plot(records, groups, c_ratio, out: Path, config: Config) -> list[str]:
         ax.grid(alpha=0.3, which="both")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8)
-    fig.suptitle("Theorem 3: overparameterization found by sslth.prune (median, min–max over "
-                 "seeds) and c·log2²(2ld²/ε)/H2(γ) fitted (dotted)", fontsize=10)
+    fig.suptitle(
+        "Theorem 3: overparameterization found by sslth.prune (median, min–max over "
+        "seeds) and c·log2²(2ld²/ε)/H2(γ) fitted (dotted)",
+        fontsize=10,
+    )
     fig.tight_layout(rect=(0, 0.1, 1, 0.95))
     name = "theorem3_density.png"
     fig.savefig(out / name, dpi=90)
@@ -271,8 +321,11 @@ def _slope_line(result: tuple[float, float] | None) -> str:
 def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
     found = [r for r in records if r["found"]]
     seconds = sum(r["seconds"] for r in records)
-    bad = [r for r in found if r["certified_error"] > r["epsilon"]
-           or r["achieved_density"] > r["density"]]
+    bad = [
+        r
+        for r in found
+        if r["certified_error"] > r["epsilon"] or r["achieved_density"] > r["density"]
+    ]
     if found:
         resid = np.log([r["overparameterization"] / (c_ratio * r["paper_shape"]) for r in found])
         spread = f"{math.exp(resid.min()):.2f}×…{math.exp(resid.max()):.2f}×"

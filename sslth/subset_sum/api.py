@@ -53,13 +53,18 @@ def _run_chunked(fn, problem: Problem) -> MethodOutput:
     for start in range(0, batch, rows):
         sl = slice(start, start + rows)
         sub = Problem(
-            problem.values[sl], problem.targets[sl], problem.k[sl], problem.tol[sl],
-            problem.valid[sl], problem.generator, problem.memory_budget, problem.options,
+            problem.values[sl],
+            problem.targets[sl],
+            problem.k[sl],
+            problem.tol[sl],
+            problem.valid[sl],
+            problem.generator,
+            problem.memory_budget,
+            problem.options,
         )
         outs.append(fn(sub))
     exhausted = [
-        o.budget_exhausted if o.budget_exhausted is not None
-        else torch.zeros_like(o.infeasible)
+        o.budget_exhausted if o.budget_exhausted is not None else torch.zeros_like(o.infeasible)
         for o in outs
     ]
     return MethodOutput(
@@ -144,7 +149,9 @@ def solve(
         return SolveResult(
             torch.zeros(0, m, dtype=torch.bool, device=device),
             torch.zeros(0, dtype=torch.float64, device=device),
-            empty, empty.clone(), empty.clone(),
+            empty,
+            empty.clone(),
+            empty.clone(),
         )
     out = _run_chunked(METHODS[method], problem)
     mask = out.mask

@@ -31,8 +31,12 @@ HEURISTIC_RATIO = 4  # auto: see the choice between heuristic and exact search
 
 
 def _kept_count(
-    values: torch.Tensor, valid: torch.Tensor, targets: torch.Tensor, k: torch.Tensor,
-    tol: torch.Tensor, n_valid: torch.Tensor,
+    values: torch.Tensor,
+    valid: torch.Tensor,
+    targets: torch.Tensor,
+    k: torch.Tensor,
+    tol: torch.Tensor,
+    n_valid: torch.Tensor,
 ) -> torch.Tensor:
     """Per row, how many candidates to keep: enough for ~TARGET_LAMBDA expected solutions."""
     max_n = values.shape[1]
