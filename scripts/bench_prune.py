@@ -21,22 +21,7 @@ import time
 import torch
 
 import sslth
-
-
-def random_target(sizes: list[int], seed: int) -> torch.nn.Sequential:
-    """Linear layers of the given sizes, spectral norm 1 each, no biases, ReLU between."""
-    generator = torch.Generator().manual_seed(seed)
-    modules: list[torch.nn.Module] = []
-    for index, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        weight = torch.randn(d_out, d_in, generator=generator, dtype=torch.float64)
-        weight /= torch.linalg.matrix_norm(weight, ord=2)
-        linear = torch.nn.Linear(d_in, d_out, bias=False)
-        with torch.no_grad():
-            linear.weight.copy_(weight)
-        modules.append(linear)
-        if index < len(sizes) - 2:
-            modules.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*modules)
+from sslth.config import random_target
 
 
 def peak_host_bytes() -> int:
@@ -59,7 +44,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     sizes = [int(s) for s in args.target.split("-")]
-    target = random_target(sizes, args.seed)
+    # spectral norm 1 per layer (as the theorem assumes), no biases
+    target = random_target(sizes, seed=args.seed)
     device = sslth.pruning.resolve_device(args.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -232,8 +232,7 @@ def solve_layer(
     generator = torch.Generator(device=device).manual_seed(spec.seed % (2**31))
     picks, errors = [], []
     for instances in (positive, negative):
-        all_rows = slice(None)
-        mask, error = _solve_rows(instances, all_rows, k, tolerance, method, generator)
+        mask, error = _solve_rows(instances, slice(None), k, tolerance, method, generator)
         picks.append(mask)
         errors.append(error)
     return LayerSolution(spec, k, tolerance, positive, negative, picks, errors)
@@ -242,47 +241,33 @@ def solve_layer(
 REPAIR_MAX_WORK = 50_000_000  # subsets per row the exact search may enumerate on a repair
 
 
-def repair(solution: LayerSolution) -> int:
-    """Re-solve the instances left over their tolerance with the exact search and a larger work
-    budget, keeping a new pick only where it is better; returns how many are still over."""
+def _resolve_over(solution: LayerSolution, tolerance: float, method: str, salt: int, **options):
+    """Re-solve the instances whose error is not below ``tolerance``; keep a new pick only
+    where it is better than the old one."""
     generator = torch.Generator(device=solution.positive.values.device).manual_seed(
-        solution.spec.seed % (2**31) + 2
-    )
-    left = 0
-    for sign, instances in enumerate((solution.positive, solution.negative)):
-        rows = (solution.errors[sign] >= solution.tolerance).nonzero().squeeze(1)
-        if rows.numel() == 0:
-            continue
-        mask, error = _solve_rows(
-            instances,
-            rows,
-            solution.k,
-            solution.tolerance,
-            "exact",
-            generator,
-            max_work=REPAIR_MAX_WORK,
-        )
-        better = error < solution.errors[sign][rows]
-        solution.picks[sign][rows[better]] = mask[better]
-        solution.errors[sign][rows[better]] = error[better]
-        left += int((solution.errors[sign][rows] >= solution.tolerance).sum())
-    return left
-
-
-def tighten(solution: LayerSolution, tolerance: float, method: str) -> None:
-    """Re-solve, with a smaller tolerance, the instances whose error is not below it; keep the
-    old pick where the new one is not better."""
-    generator = torch.Generator(device=solution.positive.values.device).manual_seed(
-        solution.spec.seed % (2**31) + 1
+        solution.spec.seed % (2**31) + salt
     )
     for sign, instances in enumerate((solution.positive, solution.negative)):
         rows = (solution.errors[sign] >= tolerance).nonzero().squeeze(1)
         if rows.numel() == 0:
             continue
-        mask, error = _solve_rows(instances, rows, solution.k, tolerance, method, generator)
+        mask, error = _solve_rows(
+            instances, rows, solution.k, tolerance, method, generator, **options
+        )
         better = error < solution.errors[sign][rows]
         solution.picks[sign][rows[better]] = mask[better]
         solution.errors[sign][rows[better]] = error[better]
+
+
+def repair(solution: LayerSolution) -> None:
+    """Re-solve the instances left over their tolerance with the exact search and a larger work
+    budget."""
+    _resolve_over(solution, solution.tolerance, "exact", 2, max_work=REPAIR_MAX_WORK)
+
+
+def tighten(solution: LayerSolution, tolerance: float, method: str) -> None:
+    """Re-solve, with a smaller tolerance, the instances whose error is not below it."""
+    _resolve_over(solution, tolerance, method, 1)
     solution.tolerance = tolerance
 
 
@@ -349,13 +334,14 @@ def initial_tolerances(
     return tolerances, budgets
 
 
+def _kept(state: _LayerState) -> int:
+    masks = state.solution.masks()
+    return int(masks.kept_neurons.sum()) + int(masks.second.sum())
+
+
 def _density(states: list[_LayerState]) -> float:
-    kept = total = 0
-    for state in states:
-        masks = state.solution.masks()
-        kept += int(masks.kept_neurons.sum()) + int(masks.second.sum())
-        total += state.solution.spec.dense_params
-    return kept / total
+    kept = sum(_kept(state) for state in states)
+    return kept / sum(state.solution.spec.dense_params for state in states)
 
 
 def prune(
@@ -606,7 +592,4 @@ def _refine(target, states, budgets, epsilon, density, radius, seed, device, met
 
 
 def _layer_density(state: _LayerState) -> float:
-    masks = state.solution.masks()
-    return (
-        int(masks.kept_neurons.sum()) + int(masks.second.sum())
-    ) / state.solution.spec.dense_params
+    return _kept(state) / state.solution.spec.dense_params
