@@ -22,6 +22,7 @@ import torch
 
 import sslth
 from sslth.config import random_target
+from sslth.device import resolve_device
 
 
 def peak_host_bytes() -> int:
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     sizes = [int(s) for s in args.target.split("-")]
     # spectral norm 1 per layer (as the theorem assumes), no biases
     target = random_target(sizes, seed=args.seed)
-    device = sslth.pruning.resolve_device(args.device)
+    device = resolve_device(args.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()

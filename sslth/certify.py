@@ -26,23 +26,37 @@ from dataclasses import dataclass, field
 
 import torch
 
+from sslth.kinds import DENSE, LayerKind
 from sslth.target import Target
 
 
 @dataclass
 class PairOperator:
-    """A σ(x) − B σ(−x) + offset: what one masked random pair computes, exactly."""
+    """A σ(x) − B σ(−x) + offset: what one masked random pair computes, exactly.
 
-    positive: torch.Tensor  # A, (d_out, d_in) float64
-    negative: torch.Tensor  # B, (d_out, d_in) float64
+    A and B have the target layer's weight shape (d_out, d_in, *kernel); the offset is added at
+    every output position.
+    """
+
+    positive: torch.Tensor  # A, (d_out, d_in, *kernel) float64
+    negative: torch.Tensor  # B, (d_out, d_in, *kernel) float64
     offset: torch.Tensor  # (d_out,) float64
+    kind: LayerKind = DENSE
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x) @ self.positive.T - torch.relu(-x) @ self.negative.T + self.offset
+        out = self.kind.apply(torch.relu(x), self.positive, None) - self.kind.apply(
+            torch.relu(-x), self.negative, None
+        )
+        if self.kind.positions == 1:
+            return out + self.offset
+        return out + self.offset.repeat_interleave(self.kind.positions)
 
 
 def pair_operator(
-    first_weight: torch.Tensor, first_bias: torch.Tensor | None, second_weight: torch.Tensor
+    first_weight: torch.Tensor,
+    first_bias: torch.Tensor | None,
+    second_weight: torch.Tensor,
+    kind: LayerKind = DENSE,
 ) -> PairOperator:
     """Reduce a masked pair (U, c, V) to (A, B, offset); raises if a neuron reads two inputs.
 
@@ -50,7 +64,8 @@ def pair_operator(
     V to float64: at the published scale U alone is 45 M entries, and float64 copies of it and
     of V were most of the memory of a report.
     """
-    u, v = first_weight, second_weight
+    u = first_weight.reshape(first_weight.shape[0], first_weight.shape[1])
+    v = second_weight
     hidden, d_in = u.shape
     nonzero = u != 0
     reads = nonzero.sum(dim=1)
@@ -67,29 +82,41 @@ def pair_operator(
     column = nonzero.to(torch.int8).argmax(dim=1)
     del nonzero
     a = u.gather(1, column[:, None]).squeeze(1).to(torch.float64)
-    return _reduce(a, column, c, v, d_in)
+    return _reduce(a, column, c, v, d_in, kind)
 
 
 def _reduce(
-    a: torch.Tensor, column: torch.Tensor, c: torch.Tensor, v: torch.Tensor, d_in: int
+    a: torch.Tensor,
+    column: torch.Tensor,
+    c: torch.Tensor,
+    v: torch.Tensor,
+    d_in: int,
+    kind: LayerKind = DENSE,
 ) -> PairOperator:
     """A, B, offset from each neuron's input weight ``a`` (0 if pruned), the input it reads,
     its bias ``c`` and V; float64 temporaries are bounded by chunking the hidden neurons."""
-    d_out, hidden = v.shape
+    d_out = v.shape[0]
+    v = kind.to_rows(v)
+    rows, hidden = v.shape
     device = v.device
-    positive = torch.zeros(d_in, d_out, dtype=torch.float64, device=device)
+    positive = torch.zeros(d_in, rows, dtype=torch.float64, device=device)
     negative = torch.zeros_like(positive)
-    offset = torch.zeros(d_out, dtype=torch.float64, device=device)
+    offset = torch.zeros(rows, dtype=torch.float64, device=device)
     a, column, c = a.to(device), column.to(device), c.to(device)
-    chunk = max(1, (1 << 22) // max(d_out, 1))  # about 32 MiB of float64 per temporary
+    chunk = max(1, (1 << 22) // max(rows, 1))  # about 32 MiB of float64 per temporary
     for start in range(0, hidden, chunk):
         stop = min(hidden, start + chunk)
-        part = v[:, start:stop].to(torch.float64).T  # (chunk, d_out)
+        part = v[:, start:stop].to(torch.float64).T  # (chunk, rows)
         a_part, col = a[start:stop, None], column[start:stop]
         positive.index_add_(0, col, part * a_part.clamp(min=0))
         negative.index_add_(0, col, part * a_part.clamp(max=0))  # = −|a| V where a < 0
         offset += torch.relu(c[start:stop]) @ part
-    return PairOperator(positive.T.contiguous(), negative.T.contiguous(), offset)
+    return PairOperator(
+        kind.from_rows(positive.T.contiguous(), d_out),
+        kind.from_rows(negative.T.contiguous(), d_out),
+        offset.view(d_out, kind.taps).sum(dim=1) if kind.taps > 1 else offset,
+        kind,
+    )
 
 
 def block_pair_operator(
@@ -108,7 +135,7 @@ def block_pair_operator(
     in_bias_block = block >= spec.d_in
     a = torch.where(in_bias_block, 0.0, value)
     c = torch.where(in_bias_block, value, 0.0)
-    return _reduce(a, block.clamp(max=spec.d_in - 1), c, second, spec.d_in)
+    return _reduce(a, block.clamp(max=spec.d_in - 1), c, second, spec.d_in, spec.kind)
 
 
 @dataclass
@@ -128,27 +155,6 @@ class Certificate:
     layers: list[LayerCertificate] = field(default_factory=list)
 
 
-GRAM_MIN_SIDE = 64  # below this an SVD is as fast and we keep it
-
-
-def spectral_norm(matrix: torch.Tensor) -> float:
-    """Largest singular value, in float64.
-
-    For large matrices it is the square root of the largest eigenvalue of the smaller Gram
-    matrix: a full SVD of the 500 × 1568 error matrix of the published target took seconds
-    on 2 cores, the Gram route a tenth of that. The top eigenvalue is perfectly conditioned,
-    so σ_max keeps float64 relative accuracy.
-    """
-    if matrix.numel() == 0:
-        return 0.0
-    m = matrix.to(torch.float64)
-    rows, cols = m.shape
-    if min(rows, cols) < GRAM_MIN_SIDE:
-        return float(torch.linalg.matrix_norm(m, ord=2))
-    gram = m @ m.T if rows <= cols else m.T @ m
-    return math.sqrt(max(float(torch.linalg.eigvalsh(gram)[-1]), 0.0))
-
-
 def certify_operators(target: Target, operators: list[PairOperator], radius: float) -> Certificate:
     """The certified bound from the per-pair operators (DESIGN §3)."""
     if len(operators) != len(target.layers):
@@ -161,13 +167,16 @@ def certify_operators(target: Target, operators: list[PairOperator], radius: flo
             raise ValueError(
                 f"pair of shape {tuple(op.positive.shape)} for a layer {tuple(w.shape)}"
             )
-        weight_norm = spectral_norm(w)
+        kind = layer.kind
+        weight_norm = kind.operator_norm(w)
         stacked = torch.cat([op.positive - w, w - op.negative], dim=1)
-        pair_error = spectral_norm(stacked)
+        pair_error = kind.operator_norm(stacked)
         bias = (
             torch.zeros_like(op.offset) if layer.bias is None else layer.bias.to(op.offset.device)
         )
-        bias_error = float(torch.linalg.vector_norm(op.offset - bias))
+        # a bias is added at every output position: its norm grows with their square root
+        spread = math.sqrt(kind.positions)
+        bias_error = float(torch.linalg.vector_norm(op.offset - bias)) * spread
         new_error = weight_norm * error + pair_error * (radius_in + error) + bias_error
         layers.append(
             LayerCertificate(
@@ -180,15 +189,13 @@ def certify_operators(target: Target, operators: list[PairOperator], radius: flo
             )
         )
         error = new_error
-        radius_in = weight_norm * radius_in + float(torch.linalg.vector_norm(bias))
+        radius_in = weight_norm * radius_in + float(torch.linalg.vector_norm(bias)) * spread
     return Certificate(float(radius), error, layers)
 
 
 def network_operators(network: torch.nn.Sequential, device=None) -> list[PairOperator]:
     """The (A, B, offset) of each masked pair of ``network``, read from its weights."""
-    from sslth.masks import linear_layers
-
-    linears = linear_layers(network)
+    linears = [module for module in network if hasattr(module, "weight")]
     if len(linears) % 2:
         raise ValueError("a ticket network has an even number of linear layers")
     operators = []

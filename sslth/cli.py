@@ -1,4 +1,9 @@
-"""The ``sslth`` command: ``demo``, ``prune --config``, ``verify``."""
+"""The ``sslth`` command: ``demo``, ``prune --config``, ``verify``.
+
+Exit codes: 0 success, 1 no ticket met the request (or a ticket failed its verification),
+2 a usage error (bad flag, config, target or ticket file). Only the errors sslth raises on
+purpose are reported as one line; anything else is a bug and surfaces with its traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,91 +13,101 @@ import sys
 from pathlib import Path
 
 import sslth
-from sslth.config import ConfigError, build_target, load_config, random_target
+from sslth.config import build_target, load_config, random_target, run_name, settings
+from sslth.device import resolve_device
+from sslth.errors import ConfigError, SslthError, TicketNotFound
+from sslth.options import add_arguments, overrides
+from sslth.search.options import PruneOptions
+from sslth.target import as_target
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
 DEMO_WIDTHS = [8, 16, 4]
+DEMO_REQUEST = {"epsilon": 0.05, "density": 0.3}
 
 
-def _prune_and_print(target, *, epsilon, density, seed, device, progress, **kwargs) -> int:
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (exit 2), like every other
+    usage error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _prune_and_print(target, options: PruneOptions) -> tuple[int, sslth.Ticket | None]:
     try:
-        ticket = sslth.prune(
-            target, epsilon, density, seed=seed, device=device or None, progress=progress, **kwargs
-        )
-    except sslth.TicketNotFound as error:
+        ticket = sslth.prune(target, **vars(options))
+    except TicketNotFound as error:
         print(f"sslth: {error}", file=sys.stderr)
         if error.best is not None and error.best.report is not None:
+            print("the best ticket found:")
             print(error.best.report)
-        return EXIT_NOT_FOUND
+        return EXIT_NOT_FOUND, None
     print(ticket.report)
-    return EXIT_OK
+    return EXIT_OK, ticket
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    target = random_target(DEMO_WIDTHS, spectral_norm=1.0, seed=args.seed)
+    target = random_target(DEMO_WIDTHS, spectral_norm=1.0, seed=0)
+    given = overrides(PruneOptions, args)
+    options = PruneOptions(**{**DEMO_REQUEST, "progress": not args.quiet, **given})
     print(
         f"sslth demo: a random ReLU target {'-'.join(map(str, DEMO_WIDTHS))} with spectral "
-        f"norm 1 per layer; ε = {args.epsilon:g}, density <= {args.density:g}, seed {args.seed}"
+        f"norm 1 per layer; ε = {options.epsilon:g}, density <= {options.density:g}, "
+        f"seed {options.seed}"
     )
-    return _prune_and_print(
-        target,
-        epsilon=args.epsilon,
-        density=args.density,
-        seed=args.seed,
-        device=args.device,
-        progress=not args.quiet,
-    )
+    return _prune_and_print(target, options)[0]
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    if args.seed is not None:
-        config.prune.seed = args.seed
-    if args.device is not None:
-        config.prune.device = args.device
-    out = Path(args.out) / config.run_name()
+    options = config.options({**overrides(PruneOptions, args), "progress": not args.quiet})
+    model = build_target(config.target)
+    target = as_target(model)
+    out_root = Path(args.out)
+    if out_root.exists() and not out_root.is_dir():
+        raise ConfigError(f"--out {out_root}: exists and is not a folder")
+    out = out_root / run_name(config, target, options)
     report_path, ticket_path = out / "report.json", out / "ticket.pt"
-    if report_path.is_file() and ticket_path.is_file() and not args.force:
+    if not args.force and _finished(out):
         print(f"sslth: {out} already holds this run (use --force to redo it)")
         print((out / "report.txt").read_text() if (out / "report.txt").is_file() else "")
         return EXIT_OK
-    target = build_target(config.target)
-    p = config.prune
-    try:
-        ticket = sslth.prune(
-            target,
-            p.epsilon,
-            p.density,
-            radius=p.radius,
-            seed=p.seed,
-            device=p.device or None,
-            n=p.n,
-            k=p.k,
-            method=p.method,
-            progress=not args.quiet,
-        )
-    except sslth.TicketNotFound as error:
-        print(f"sslth: {error}", file=sys.stderr)
-        return EXIT_NOT_FOUND
-    except (ValueError, TypeError) as error:
-        raise ConfigError(str(error)) from None
+    code, ticket = _prune_and_print(model, options)
+    if ticket is None:
+        return code
     out.mkdir(parents=True, exist_ok=True)
     ticket.save(ticket_path)
     text = str(ticket.report)
     (out / "report.txt").write_text(text + "\n")
-    (out / "settings.json").write_text(json.dumps(config.settings(), indent=2) + "\n")
-    # report.json last: its presence marks the run as finished
-    report_path.write_text(json.dumps(ticket.report.to_dict(), indent=2) + "\n")
-    print(text)
+    (out / "settings.json").write_text(json.dumps(settings(config, options), indent=2) + "\n")
+    # report.json last, written whole then renamed: its presence marks the run as finished
+    tmp = report_path.with_name(report_path.name + ".tmp")
+    tmp.write_text(json.dumps(ticket.report.to_dict(), indent=2) + "\n")
+    tmp.replace(report_path)
     print(f"sslth: wrote {out}")
     return EXIT_OK
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def _finished(out: Path) -> bool:
+    """A run is finished when its ticket exists and its report.json is a complete JSON
+    object (an empty or truncated one is an interrupted run)."""
+    report_path = out / "report.json"
+    if not (report_path.is_file() and (out / "ticket.pt").is_file()):
+        return False
     try:
-        ticket = sslth.load(args.ticket, device=args.device or "cpu")
-    except FileNotFoundError as error:
-        raise ConfigError(str(error)) from None
+        report = json.loads(report_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(report, dict) and "certified_error" in report
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    if args.samples < 1:
+        raise ConfigError(f"--samples must be >= 1, got {args.samples}")
+    if not Path(args.ticket).is_file():
+        raise ConfigError(f"{args.ticket}: no ticket file there")
+    device = resolve_device(args.device or "cpu")
+    ticket = sslth.load(args.ticket, device=device)
     stored = ticket.report
     report = ticket.evaluate(samples=args.samples, progress=True)
     print(report)
@@ -108,25 +123,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sslth", description=__doc__)
+    parser = _Parser(prog="sslth", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"sslth {sslth.__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = commands.add_parser("demo", help="build a ticket for a small built-in target")
-    demo.add_argument("--epsilon", type=float, default=0.05)
-    demo.add_argument("--density", type=float, default=0.3)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--device", default=None)
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_arguments(demo, PruneOptions)
     demo.set_defaults(func=cmd_demo)
 
     prune = commands.add_parser("prune", help="build a ticket from a config file")
     prune.add_argument("--config", required=True, help="a TOML file, see configs/")
-    prune.add_argument("--out", default="runs", help="results go to OUT/<name of the settings>")
-    prune.add_argument("--device", default=None)
-    prune.add_argument("--seed", type=int, default=None, help="overrides [prune] seed")
+    prune.add_argument("--out", default="runs", help="results go to OUT/<name of the run>")
     prune.add_argument("--force", action="store_true", help="redo a finished run")
     prune.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_arguments(prune, PruneOptions)
     prune.set_defaults(func=cmd_prune)
 
     verify = commands.add_parser("verify", help="load a ticket file and re-certify it")
@@ -141,10 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as error:
-        print(f"sslth: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, TypeError) as error:
+    except TicketNotFound as error:
+        print(f"sslth: {error}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except SslthError as error:
         print(f"sslth: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -1,6 +1,8 @@
-"""Experiment files for ``sslth prune --config``: TOML, validated into dataclasses.
+"""Experiment files for ``sslth prune --config``: a ``[target]`` table and a ``[prune]`` table.
 
-Every problem (unknown key, wrong type, missing file) raises :class:`ConfigError` with one line
+``[prune]`` holds the fields of :class:`sslth.PruneOptions` (the same definition as the Python
+API and the CLI flags); ``[target]`` is :class:`TargetConfig`. Every problem (unknown key, wrong
+type, value out of range, missing file) raises :class:`~sslth.errors.ConfigError` with one line
 that names the key or path.
 """
 
@@ -9,128 +11,85 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+import sslth
+from sslth.errors import ConfigError
+from sslth.options import from_mapping, option
+from sslth.search.options import PruneOptions
+from sslth.target import Target
 
-class ConfigError(ValueError):
-    """A configuration file is invalid; the message names the key or path."""
+TARGET_KINDS = ("random", "state_dict")
 
 
 @dataclass
 class TargetConfig:
     """The target: a random family, or a saved ``state_dict`` with its layer sizes."""
 
-    kind: str = "random"  # "random" | "state_dict"
-    widths: list[int] = field(default_factory=lambda: [8, 16, 4])
-    bias: bool = False
-    spectral_norm: float = 1.0  # random family: every layer rescaled to this spectral norm
-    seed: int = 0  # random family: seed of the target's weights
-    path: str = ""  # state_dict: file written by torch.save(model.state_dict())
+    kind: str = option(
+        "random", help="'random' (a random family) or 'state_dict' (a saved model's weights)"
+    )
+    widths: list[int] = option(
+        default_factory=lambda: [8, 16, 4], help="layer sizes, input first, e.g. [784, 500, 10]"
+    )
+    bias: bool = option(False, help="the layers have biases")
+    spectral_norm: float = option(
+        1.0, help="random family: every layer rescaled to this spectral norm"
+    )
+    seed: int = option(0, help="random family: seed of the target's weights")
+    path: str = option("", help="state_dict: a file written by torch.save(model.state_dict())")
 
-
-@dataclass
-class PruneConfig:
-    epsilon: float = 0.05
-    density: float = 0.3
-    radius: float = 1.0
-    seed: int = 0
-    device: str = ""  # "" picks CUDA when available, else CPU
-    n: int | list[int] | None = None
-    k: int | list[int] | None = None
-    method: str = "auto"
+    def validate(self) -> None:
+        if self.kind not in TARGET_KINDS:
+            raise ConfigError(f"kind: must be one of {TARGET_KINDS}, got {self.kind!r}")
+        if len(self.widths) < 2 or min(self.widths) < 1:
+            raise ConfigError(f"widths: need at least two positive layer sizes, got {self.widths}")
+        if not self.spectral_norm > 0:
+            raise ConfigError(f"spectral_norm: must be > 0, got {self.spectral_norm}")
+        if self.kind == "state_dict" and not self.path:
+            raise ConfigError("path: required when kind = 'state_dict'")
 
 
 @dataclass
 class Config:
-    target: TargetConfig = field(default_factory=TargetConfig)
-    prune: PruneConfig = field(default_factory=PruneConfig)
-    source: str = ""  # the file this came from (not part of the settings)
+    """A config file: its target, its ``[prune]`` table (options not yet combined with the
+    command line's), and where it came from."""
 
-    def settings(self) -> dict[str, Any]:
-        return {"target": asdict(self.target), "prune": asdict(self.prune)}
+    target: TargetConfig
+    prune: dict[str, Any]
+    source: str = ""
 
-    def run_name(self) -> str:
-        """Folder name for this run's results: readable, and unique to its settings."""
-        digest = hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()
-        widths = "-".join(str(w) for w in self.target.widths)
-        return (
-            f"{self.target.kind}-{widths}-eps{self.prune.epsilon:g}-dens{self.prune.density:g}"
-            f"-seed{self.prune.seed}-{digest[:8]}"
-        )
+    def options(self, overrides: dict[str, Any] | None = None) -> PruneOptions:
+        """The prune options of the file, with ``overrides`` (e.g. CLI flags) on top."""
+        return from_mapping(PruneOptions, {**self.prune, **(overrides or {})}, where="[prune] ")
 
 
-def _check_type(section: str, key: str, value: Any, expected: Any) -> Any:
-    where = f"[{section}] {key}"
-    if expected is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if expected is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if expected is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if expected is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    if expected == "int-list":
-        if not isinstance(value, list) or not value:
-            raise ConfigError(f"{where}: expected a non-empty list of integers, got {value!r}")
-        for item in value:
-            _check_type(section, key, item, int)
-        return value
-    if expected == "int-or-list":
-        if isinstance(value, list):
-            return _check_type(section, key, value, "int-list")
-        return _check_type(section, key, value, int)
-    raise AssertionError(expected)
+def run_key(target: Target, options: PruneOptions) -> dict[str, Any]:
+    """What a run's result depends on: the target's content, the options that shape the ticket,
+    and the sslth version. Two runs with the same key give the same ticket."""
+    settings = options.settings()
+    settings.pop("progress")
+    return {"target": target.digest(), "prune": settings, "sslth": sslth.__version__}
 
 
-_TYPES = {
-    "target": {
-        "kind": str,
-        "widths": "int-list",
-        "bias": bool,
-        "spectral_norm": float,
-        "seed": int,
-        "path": str,
-    },
-    "prune": {
-        "epsilon": float,
-        "density": float,
-        "radius": float,
-        "seed": int,
-        "device": str,
-        "n": "int-or-list",
-        "k": "int-or-list",
-        "method": str,
-    },
-}
-
-
-def _section(raw: dict, name: str, cls):
-    values = raw.get(name, {})
-    if not isinstance(values, dict):
-        raise ConfigError(f"[{name}] must be a table")
-    known = {f.name for f in fields(cls)}
-    for key, value in values.items():
-        if key not in known:
-            raise ConfigError(f"[{name}] {key}: unknown key (known: {', '.join(sorted(known))})")
-        values[key] = _check_type(name, key, value, _TYPES[name][key])
-    return cls(**values)
+def run_name(config: Config, target: Target, options: PruneOptions) -> str:
+    """Folder name for a run: readable, and unique to :func:`run_key`."""
+    key = json.dumps(run_key(target, options), sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    widths = "-".join(str(w) for w in target.widths)
+    return (
+        f"{config.target.kind}-{widths}-eps{options.epsilon:g}-dens{options.density:g}"
+        f"-seed{options.seed}-{digest[:12]}"
+    )
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and validate a TOML experiment file."""
+    """Read and validate a TOML experiment file (the ``[prune]`` table is checked too)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -138,30 +97,26 @@ def load_config(path: str | Path) -> Config:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
     for key in raw:
         if key not in ("target", "prune"):
             raise ConfigError(f"{key}: unknown section (known: prune, target)")
-    config = Config(
-        _section(raw, "target", TargetConfig), _section(raw, "prune", PruneConfig), source=str(path)
-    )
-    target = config.target
-    if target.kind not in ("random", "state_dict"):
-        raise ConfigError(f"[target] kind: must be 'random' or 'state_dict', got {target.kind!r}")
-    if len(target.widths) < 2 or min(target.widths) < 1:
-        raise ConfigError("[target] widths: need at least two positive layer sizes")
+    tables = {}
+    for name in ("target", "prune"):
+        tables[name] = raw.get(name, {})
+        if not isinstance(tables[name], dict):
+            raise ConfigError(f"[{name}] must be a table")
+    target = from_mapping(TargetConfig, tables["target"], where="[target] ")
     if target.kind == "state_dict":
-        if not target.path:
-            raise ConfigError("[target] path: required when kind = 'state_dict'")
-        resolved = (
-            (path.parent / target.path)
-            if not Path(target.path).is_absolute()
-            else Path(target.path)
-        )
+        resolved = Path(target.path)
+        if not resolved.is_absolute():
+            resolved = path.parent / resolved
         if not resolved.is_file():
             raise ConfigError(f"[target] path: file not found: {resolved}")
         target.path = str(resolved)
-    if target.spectral_norm <= 0:
-        raise ConfigError("[target] spectral_norm: must be > 0")
+    config = Config(target, dict(tables["prune"]), source=str(path))
+    config.options()  # the table alone must be valid: report its errors now
     return config
 
 
@@ -195,8 +150,9 @@ def build_target(config: TargetConfig) -> nn.Sequential:
     try:
         state = torch.load(config.path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001  (any failure of the safe loader is a bad file)
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(
-            f"[target] path: {config.path} is not a loadable state_dict ({error})"
+            f"[target] path: {config.path} is not a loadable state_dict ({detail})"
         ) from None
     if not isinstance(state, dict):
         raise ConfigError(f"[target] path: {config.path} does not hold a state_dict")
@@ -210,3 +166,8 @@ def build_target(config: TargetConfig) -> nn.Sequential:
             f"(bias = {str(config.bias).lower()}): {detail}"
         ) from None
     return model
+
+
+def settings(config: Config, options: PruneOptions) -> dict[str, Any]:
+    """The settings of a run as written to its ``settings.json``."""
+    return {"target": asdict(config.target), "prune": options.settings(), "source": config.source}

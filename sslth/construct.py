@@ -1,34 +1,42 @@
 """The random 2l-layer network of Pensia et al. (made fixed-size by Natale et al., 2024).
 
-Every target layer W (d_out × d_in) becomes a pair of random layers
+Every target layer W (d_out × d_in, or d_out × d_in × kernel for a conv) becomes a pair of random
+layers
 
     U: d_in -> hidden,  hidden = 2 · neurons_per_input · blocks,   V: hidden -> d_out,
 
-with every weight i.i.d. Uniform[-1, 1]. Hidden neuron h belongs to the block of input
-``h // (2 · neurons_per_input)``. A target with a bias gets one extra block whose neurons read
-the constant 1 through a (random, Uniform[-1, 1]) bias of U: homogeneous coordinates without an
-extra input, so the ticket takes the same input as the target.
+with every weight i.i.d. Uniform[-1, 1] (for a conv, U is a 1×1 conv and V has W's kernel).
+Hidden neuron h belongs to the block of input ``h // (2 · neurons_per_input)``. A target with a
+bias gets one extra block whose neurons read the constant 1 through a (random, Uniform[-1, 1])
+bias of U: homogeneous coordinates without an extra input, so the ticket takes the same input as
+the target (docs/design.md, "Construction").
 
 We implement the *sign split*: in block j a neuron with a = U[h, j] > 0 serves the positive
 part σ(x_j), one with a < 0 the negative part σ(−x_j); all 2n neurons of a block are used.
-For every output i and input j there are two fixed-size subset-sum instances:
+For every row r of the matrix view (output i, kernel position t; see :mod:`sslth.kinds.base`)
+and input j there are two fixed-size subset-sum instances:
 
-    positive: values {a_h V[i, h] : a_h > 0},   target  W[i, j]
-    negative: values {|a_h| V[i, h] : a_h < 0}, target −W[i, j]
+    positive: values {a_h V_r[h] : a_h > 0},   target  W_r[j]
+    negative: values {|a_h| V_r[h] : a_h < 0}, target −W_r[j]
 
-The bias block only has a positive instance (its input is the constant 1, so σ(−1) = 0).
+The bias block only has positive instances, one per output, at the kind's bias tap (its input is
+the constant 1, so σ(−1) = 0).
 
 Randomness: layer i draws from its own generators, seeded from ``(seed, i)``, so that the
 weights of one layer do not depend on the size chosen for another; U is drawn in chunks of
 ``ROWS_PER_DRAW`` rows, which lets us read its block diagonal without holding the dense matrix.
+All draws are made by CPU ``torch.Generator`` s (Philox-free, the CPU Mersenne Twister), then
+moved: the same seed gives the same network on every device.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
+from sslth.kinds import DENSE, LayerKind
 from sslth.target import Target, TargetLayer
 
 ROWS_PER_DRAW = 4096  # part of the definition of the random stream: do not change
@@ -44,6 +52,7 @@ class PairSpec:
     neurons_per_input: int
     has_bias: bool
     seed: int
+    kind: LayerKind = field(default=DENSE)
 
     @property
     def blocks(self) -> int:
@@ -58,18 +67,37 @@ class PairSpec:
         return self.block_size * self.blocks
 
     @property
+    def taps(self) -> int:
+        return self.kind.taps
+
+    @property
+    def rows(self) -> int:
+        """Rows of the matrix view: outputs × kernel positions."""
+        return self.d_out * self.kind.taps
+
+    @property
     def dense_params(self) -> int:
         """Weights of the two dense random layers (U, its bias if any, V): the paper's count."""
         return (
             self.hidden * self.d_in
             + (self.hidden if self.has_bias else 0)
-            + self.d_out * self.hidden
+            + self.rows * self.hidden
         )
 
     @property
     def block_params(self) -> int:
         """Entries that survive preprocessing (one per hidden neuron in U) plus all of V."""
-        return self.hidden + self.d_out * self.hidden
+        return self.hidden + self.rows * self.hidden
+
+    def to_dict(self) -> dict:
+        return {
+            "d_in": self.d_in,
+            "d_out": self.d_out,
+            "neurons_per_input": self.neurons_per_input,
+            "has_bias": self.has_bias,
+            "seed": self.seed,
+            "kind": self.kind.to_dict(),
+        }
 
 
 def layer_seed(seed: int, layer: int) -> int:
@@ -104,7 +132,9 @@ def first_layer_bias(spec: PairSpec) -> torch.Tensor | None:
 
 
 def second_layer_weight(spec: PairSpec) -> torch.Tensor:
-    return _uniform(_generator(spec.seed, _STREAM_V), spec.d_out, spec.hidden)
+    """V, (d_out, hidden, *kernel), regenerated from the seed (float32, CPU)."""
+    weight = _uniform(_generator(spec.seed, _STREAM_V), spec.d_out, spec.hidden * spec.taps)
+    return weight.view(spec.d_out, spec.hidden, *spec.kind.kernel_shape)
 
 
 def input_of_neuron(spec: PairSpec) -> torch.Tensor:
@@ -135,7 +165,7 @@ class RandomPair:
 
     spec: PairSpec
     diagonal: torch.Tensor  # (hidden,) float32, see first_layer_diagonal
-    second: torch.Tensor  # (d_out, hidden) float32, V
+    second: torch.Tensor  # (d_out, hidden, *kernel) float32, V
 
     @classmethod
     def draw(cls, spec: PairSpec) -> RandomPair:
@@ -146,21 +176,19 @@ class RandomPair:
 class SignInstances:
     """The subset-sum instances of one sign of one pair, ready for ``subset_sum.solve``.
 
-    Row ``i * len(blocks) + b`` is output i, input ``blocks[b]``. Column t of that row is hidden
-    neuron ``neuron[b, t]``; positions past the number of neurons of the right sign are padding
-    (``valid`` False).
+    Row b is matrix-view row ``row_of[b]`` and block ``block_of[b]``; column t of that row is
+    hidden neuron ``neuron[block_of[b], t]``. Positions past the number of neurons of the right
+    sign are padding (``valid`` False). The rows are ordered by matrix-view row, then block.
     """
 
     sign: int  # +1 or -1
-    blocks: torch.Tensor  # (n_blocks,) which input each block of rows serves
     neuron: torch.Tensor  # (n_blocks, m) long, hidden neuron of each candidate column
+    block_counts: torch.Tensor  # (n_blocks,) neurons of the right sign per block
+    row_of: torch.Tensor  # (B,) long, matrix-view row of each instance
+    block_of: torch.Tensor  # (B,) long, block of each instance (d_in for the bias block)
     valid: torch.Tensor  # (B, m) bool
     values: torch.Tensor  # (B, m) float64
     targets: torch.Tensor  # (B,) float64
-
-    @property
-    def num_valid_per_block(self) -> torch.Tensor:
-        return self.valid[: len(self.blocks)].sum(dim=1)
 
 
 def _sign_instances(
@@ -168,7 +196,8 @@ def _sign_instances(
 ) -> SignInstances:
     spec = pair.spec
     a = pair.diagonal.to(torch.float64)
-    n_blocks = spec.d_in + int(spec.has_bias and sign > 0)
+    with_bias = spec.has_bias and sign > 0
+    n_blocks = spec.d_in + int(with_bias)
     per_block = a[: n_blocks * spec.block_size].view(n_blocks, spec.block_size)
     right_sign = per_block > 0 if sign > 0 else per_block < 0
     # stable sort brings the neurons of the right sign to the front of each block, in order
@@ -178,27 +207,39 @@ def _sign_instances(
     neuron = order[:, :width] + (torch.arange(n_blocks) * spec.block_size)[:, None]
     block_valid = torch.arange(width)[None, :] < counts[:, None]
 
-    # gather from the float32 V before widening: a float64 copy of all of V (d_out × hidden)
+    # gather from the float32 V before widening: a float64 copy of all of V (rows × hidden)
     # per sign was the largest temporary; the product of two float32 is exact in float64
-    v = pair.second.to(device=device)
+    v = spec.kind.to_rows(pair.second).to(device=device)
     neuron_d = neuron.to(device)
-    values = v[:, neuron_d.reshape(-1)].view(spec.d_out, n_blocks, width).to(torch.float64)
+    values = v[:, neuron_d.reshape(-1)].view(spec.rows, n_blocks, width).to(torch.float64)
     values.mul_(a.to(device)[neuron_d].abs())
-    weight = layer.weight.to(device)
-    if sign > 0:
-        targets = (
-            weight if layer.bias is None else torch.cat([weight, layer.bias.to(device)[:, None]], 1)
-        )
+    weight = layer.kind.to_rows(layer.weight).to(device)
+    if with_bias:
+        bias_rows = torch.zeros(spec.rows, dtype=torch.float64, device=device)
+        bias_rows.view(spec.d_out, spec.taps)[:, spec.kind.bias_tap] = layer.bias.to(device)
+        targets = torch.cat([weight, bias_rows[:, None]], 1)
     else:
-        targets = -weight
-    valid = block_valid.to(device).expand(spec.d_out, n_blocks, width)
+        targets = weight if sign > 0 else -weight
+    row_of = torch.arange(spec.rows).repeat_interleave(n_blocks)
+    block_of = torch.arange(n_blocks).repeat(spec.rows)
+    valid = block_valid.to(device).expand(spec.rows, n_blocks, width).reshape(-1, width)
+    values = values.reshape(-1, width)
+    targets = targets.reshape(-1)
+    if with_bias and spec.taps > 1:
+        # the bias block has an instance only at the bias tap of each output
+        keep = (block_of < spec.d_in) | (row_of % spec.taps == spec.kind.bias_tap)
+        row_of, block_of = row_of[keep], block_of[keep]
+        keep_d = keep.to(device)
+        valid, values, targets = valid[keep_d], values[keep_d], targets[keep_d]
     return SignInstances(
         sign=sign,
-        blocks=torch.arange(n_blocks),
         neuron=neuron,
-        valid=valid.reshape(-1, width),
-        values=values.reshape(-1, width),
-        targets=targets.reshape(-1).contiguous(),
+        block_counts=counts,
+        row_of=row_of,
+        block_of=block_of,
+        valid=valid,
+        values=values,
+        targets=targets.contiguous(),
     )
 
 
@@ -207,46 +248,55 @@ def subset_sum_instances(
 ) -> tuple[SignInstances, SignInstances]:
     """Lay out every instance of a pair as batched tensors: (positive, negative)."""
     spec = pair.spec
-    if (layer.d_in, layer.d_out, layer.bias is not None) != (spec.d_in, spec.d_out, spec.has_bias):
+    shape = (layer.d_in, layer.d_out, layer.bias is not None, layer.kind)
+    if shape != (spec.d_in, spec.d_out, spec.has_bias, spec.kind):
         raise ValueError("the random pair does not match the target layer's shape")
     return _sign_instances(pair, layer, +1, device), _sign_instances(pair, layer, -1, device)
 
 
 def specs_for(target: Target, neurons_per_input: list[int], seed: int) -> list[PairSpec]:
     return [
-        PairSpec(layer.d_in, layer.d_out, n, layer.bias is not None, layer_seed(seed, index))
+        PairSpec(
+            layer.d_in,
+            layer.d_out,
+            n,
+            layer.bias is not None,
+            layer_seed(seed, index),
+            layer.kind,
+        )
         for index, (layer, n) in enumerate(zip(target.layers, neurons_per_input, strict=True))
     ]
 
 
-def construct(target, neurons_per_input: int | list[int], seed: int = 0) -> torch.nn.Sequential:
+def construct(target, neurons_per_input: int | list[int], seed: int = 0) -> nn.Sequential:
     """The dense random 2l-layer network for ``target`` (no masks): Linear, ReLU, Linear, …
 
-    ``neurons_per_input`` is n per target layer (hidden width 2·n·d_in, plus one block of 2n for
-    a bias). Same seed, same network.
+    Args:
+        target: anything :func:`sslth.as_target` accepts.
+        neurons_per_input: n per target layer (hidden width 2·n·d_in, plus one block of 2n for
+            a bias), an int or one per layer.
+        seed: the ticket seed; same seed, same network.
+
+    Returns:
+        The unmasked random network, float32 on the CPU.
     """
     from sslth.target import as_target
 
     target = as_target(target)
     if isinstance(neurons_per_input, int):
         neurons_per_input = [neurons_per_input] * len(target.layers)
-    modules: list[torch.nn.Module] = [torch.nn.Flatten()] if target.flatten_input else []
-    for index, spec in enumerate(specs_for(target, list(neurons_per_input), seed)):
-        first, second = dense_pair_modules(spec)
-        modules += [first, torch.nn.ReLU(), second]
-        if index < len(target.layers) - 1:
-            modules.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*modules)
+    return target.network(
+        [pair_modules(spec) for spec in specs_for(target, list(neurons_per_input), seed)]
+    )
 
 
-def dense_pair_modules(spec: PairSpec) -> tuple[torch.nn.Linear, torch.nn.Linear]:
-    """The two ``nn.Linear`` layers of a pair, with their random weights."""
+def pair_modules(spec: PairSpec) -> tuple[nn.Module, nn.Module]:
+    """The two modules of a pair, with their random weights."""
     if spec.neurons_per_input < 1:
         raise ValueError(f"neurons_per_input must be >= 1, got {spec.neurons_per_input}")
-    first = torch.nn.Linear(spec.d_in, spec.hidden, bias=spec.has_bias)
-    second = torch.nn.Linear(spec.hidden, spec.d_out, bias=False)
+    first, second = spec.kind.pair_modules(spec.d_in, spec.d_out, spec.hidden, spec.has_bias)
     with torch.no_grad():
-        first.weight.copy_(first_layer_weight(spec))
+        first.weight.copy_(first_layer_weight(spec).view(first.weight.shape))
         if spec.has_bias:
             first.bias.copy_(first_layer_bias(spec))
         second.weight.copy_(second_layer_weight(spec))

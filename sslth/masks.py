@@ -16,15 +16,16 @@ class PairMasks:
     """The ticket's masks for one random pair, stored compactly.
 
     U keeps at most one entry per hidden neuron (its block-diagonal entry, or its bias for the
-    bias block), so its mask is the (hidden,) vector ``kept_neurons``; V's mask is dense.
+    bias block), so its mask is the (hidden,) vector ``kept_neurons``; V's mask is dense, in V's
+    own shape (d_out, hidden, *kernel).
     """
 
     spec: PairSpec
     kept_neurons: torch.Tensor  # (hidden,) bool
-    second: torch.Tensor  # (d_out, hidden) bool
+    second: torch.Tensor  # (d_out, hidden, *kernel) bool
 
     def first_weight_mask(self) -> torch.Tensor:
-        """(hidden, d_in) bool mask of U's weight."""
+        """(hidden, d_in) bool mask of U's weight (reshape it to a 1×1 conv's weight)."""
         spec = self.spec
         mask = torch.zeros(spec.hidden, spec.d_in, dtype=torch.bool)
         rows = torch.arange(spec.block_size * spec.d_in)
@@ -43,46 +44,78 @@ class PairMasks:
 def masks_from_picks(spec: PairSpec, picks: list[tuple[SignInstances, torch.Tensor]]) -> PairMasks:
     """Turn per-sign (B, m) pick masks into V's mask; a U entry is kept iff some output uses
     its neuron."""
-    second = torch.zeros(spec.d_out, spec.hidden, dtype=torch.uint8)
+    counts = torch.zeros(spec.rows * spec.hidden, dtype=torch.int32)
     for instances, pick in picks:
-        n_blocks, width = instances.neuron.shape
-        index = instances.neuron.reshape(1, -1).expand(spec.d_out, -1)
-        chosen = (pick.cpu() & instances.valid.cpu()).reshape(spec.d_out, n_blocks * width)
-        second.scatter_add_(1, index, chosen.to(torch.uint8))
-    if second.numel() and int(second.max()) > 1:
+        chosen = (pick.cpu() & instances.valid.cpu()).nonzero()
+        row, column = chosen[:, 0], chosen[:, 1]
+        neuron = instances.neuron[instances.block_of[row], column]
+        flat = instances.row_of[row] * spec.hidden + neuron
+        counts.index_put_((flat,), torch.ones_like(flat, dtype=torch.int32), accumulate=True)
+    if counts.numel() and int(counts.max()) > 1:
         raise RuntimeError("a weight of V was picked twice: the instances overlap")
-    second = second.bool()
-    return PairMasks(spec, second.any(dim=0), second)
+    matrix = counts.view(spec.rows, spec.hidden).bool()
+    return PairMasks(spec, matrix.any(dim=0), spec.kind.from_rows(matrix, spec.d_out))
 
 
-def apply_pair_masks(first: nn.Linear, second: nn.Linear, masks: PairMasks) -> None:
+def apply_pair_masks(first: nn.Module, second: nn.Module, masks: PairMasks) -> None:
     """Attach the masks with ``prune.custom_from_mask``: ``weight_orig`` keeps the random
     weights, ``weight_mask`` the ticket."""
-    prune.custom_from_mask(first, "weight", masks.first_weight_mask())
+    prune.custom_from_mask(first, "weight", masks.first_weight_mask().view(first.weight.shape))
     if first.bias is not None:
         prune.custom_from_mask(first, "bias", masks.first_bias_mask())
     prune.custom_from_mask(second, "weight", masks.second)
 
 
-def make_permanent(network: nn.Sequential) -> nn.Sequential:
-    """A new plain ``nn.Sequential`` whose weights are the masked weights (zeros where pruned):
-    the ``prune.remove`` of every pruned tensor, done on a copy so ``network`` keeps its masks."""
-    modules: list[nn.Module] = []
-    for module in network:
-        if isinstance(module, nn.Linear):
-            plain = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
-            plain = plain.to(device=module.weight.device, dtype=module.weight.dtype)
-            with torch.no_grad():
-                plain.weight.copy_(module.weight)
-                if module.bias is not None:
-                    plain.bias.copy_(module.bias)
-            modules.append(plain)
-        elif isinstance(module, (nn.ReLU, nn.Flatten)):
-            modules.append(type(module)())
-        else:
-            raise TypeError(f"unexpected module {type(module).__name__} in a ticket network")
-    return nn.Sequential(*modules)
+def effective_parameter(module: nn.Module, name: str) -> torch.Tensor | None:
+    """What the forward pass uses for ``module.<name>``: ``<name>_orig * <name>_mask`` for a
+    tensor pruned with ``torch.nn.utils.prune`` (the cached attribute can be stale after a mask
+    is edited), else the parameter itself; detached."""
+    original = getattr(module, name + "_orig", None)
+    if original is not None:
+        mask = getattr(module, name + "_mask")
+        return (original * mask.to(dtype=original.dtype)).detach()
+    value = getattr(module, name, None)
+    return None if value is None else value.detach()
 
 
-def linear_layers(network: nn.Sequential) -> list[nn.Linear]:
-    return [module for module in network if isinstance(module, nn.Linear)]
+def plain_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` without pruning: each pruned tensor made permanent as
+    ``torch.nn.utils.prune.remove`` does (original times mask), in the module's own dtype and
+    device. Only the module kinds a ticket is made of are copied."""
+    if type(module) is nn.Linear:
+        copy = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+    elif type(module) is nn.Conv2d:
+        copy = nn.Conv2d(
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            stride=module.stride,
+            padding=module.padding,
+            dilation=module.dilation,
+            groups=module.groups,
+            bias=module.bias is not None,
+            padding_mode=module.padding_mode,
+        )
+    else:
+        return type(module)(**_constructor_arguments(module))
+    weight = effective_parameter(module, "weight")
+    copy = copy.to(device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        copy.weight.copy_(weight)
+        bias = effective_parameter(module, "bias")
+        if bias is not None:
+            copy.bias.copy_(bias)
+    return copy
+
+
+def _constructor_arguments(module: nn.Module) -> dict:
+    """The arguments that rebuild a parameter-free module (ReLU, Flatten, pools)."""
+    if isinstance(module, nn.ReLU):
+        return {}
+    if isinstance(module, nn.Flatten):
+        return {"start_dim": module.start_dim, "end_dim": module.end_dim}
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        names = ("kernel_size", "stride", "padding", "ceil_mode")
+        extra = ("dilation",) if isinstance(module, nn.MaxPool2d) else ("count_include_pad",)
+        return {name: getattr(module, name) for name in names + extra}
+    raise TypeError(f"unexpected module {type(module).__name__} in a ticket network")

@@ -118,12 +118,17 @@ def versions() -> dict[str, str]:
 def picks_per_instance(
     spec: PairSpec, diagonal: torch.Tensor, second_mask: torch.Tensor
 ) -> torch.Tensor:
-    """Number of kept V entries per (output, input, sign), read off the masks: the ticket's k."""
-    blocks = second_mask.view(spec.d_out, spec.blocks, spec.block_size)
+    """Number of kept V entries per instance (matrix-view row, input, sign), read off the
+    masks: the ticket's k. The bias block counts only at the kind's bias tap."""
+    blocks = spec.kind.to_rows(second_mask).reshape(spec.rows, spec.blocks, spec.block_size)
     sign = diagonal.view(spec.blocks, spec.block_size).to(second_mask.device)
-    positive = (blocks & (sign > 0)).sum(dim=2)
+    positive = (blocks[:, : spec.d_in] & (sign[: spec.d_in] > 0)).sum(dim=2)
     negative = (blocks[:, : spec.d_in] & (sign[: spec.d_in] < 0)).sum(dim=2)
-    return torch.cat([positive.reshape(-1), negative.reshape(-1)])
+    parts = [positive.reshape(-1), negative.reshape(-1)]
+    if spec.has_bias:
+        bias_rows = blocks.view(spec.d_out, spec.taps, spec.blocks, -1)[:, spec.kind.bias_tap]
+        parts.append((bias_rows[:, spec.d_in] & (sign[spec.d_in] > 0)).sum(dim=1))
+    return torch.cat(parts)
 
 
 def layer_report(

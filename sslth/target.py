@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
+
+from sslth.errors import TargetError, UnsupportedTargetError
+from sslth.kinds import DENSE, LayerKind
 
 
 @dataclass(frozen=True)
 class TargetLayer:
     """One affine layer of a target, copied to float64 (the caller's tensors are never kept)."""
 
-    weight: torch.Tensor  # (d_out, d_in) float64
+    weight: torch.Tensor  # (d_out, d_in, *kernel) float64
     bias: torch.Tensor | None  # (d_out,) float64
+    kind: LayerKind = field(default=DENSE)
 
     @property
     def d_in(self) -> int:
@@ -48,17 +54,38 @@ class Target:
             for layer in self.layers
         )
 
+    def digest(self) -> str:
+        """SHA-256 of the target's content: every weight and bias (float64 bytes), each layer's
+        kind, and the input flattening."""
+        hasher = hashlib.sha256()
+        hasher.update(json.dumps({"flatten_input": self.flatten_input}).encode())
+        for layer in self.layers:
+            hasher.update(json.dumps(layer.kind.to_dict(), sort_keys=True).encode())
+            hasher.update(json.dumps(list(layer.weight.shape)).encode())
+            hasher.update(layer.weight.contiguous().numpy().tobytes())
+            hasher.update(b"bias" if layer.bias is not None else b"nobias")
+            if layer.bias is not None:
+                hasher.update(layer.bias.contiguous().numpy().tobytes())
+        return hasher.hexdigest()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Evaluate the target in float64 on a (N, d_in) batch."""
         x = x.to(torch.float64)
         for index, layer in enumerate(self.layers):
-            w = layer.weight.to(x.device)
-            x = x @ w.T
-            if layer.bias is not None:
-                x = x + layer.bias.to(x.device)
+            x = layer.kind.apply(x, layer.weight, layer.bias)
             if index < len(self.layers) - 1:
                 x = torch.relu(x)
         return x
+
+    def network(self, pairs: list[tuple[nn.Module, nn.Module]]) -> nn.Sequential:
+        """The ticket's ``nn.Sequential`` laid out like this target: each layer replaced by its
+        random pair (first, ReLU, second), with the target's ReLU between layers."""
+        modules: list[nn.Module] = [nn.Flatten()] if self.flatten_input else []
+        for index, (first, second) in enumerate(pairs):
+            modules += [first, nn.ReLU(), second]
+            if index < len(self.layers) - 1:
+                modules.append(nn.ReLU())
+        return nn.Sequential(*modules)
 
     def to_module(self) -> nn.Sequential:
         """A float32 ``nn.Sequential`` that computes this target (a fresh copy)."""
@@ -78,18 +105,20 @@ class Target:
 def _check_finite(name: str, tensor: torch.Tensor) -> None:
     if not torch.isfinite(tensor).all():
         bad = "NaN" if torch.isnan(tensor).any() else "Inf"
-        raise ValueError(f"{name} contains {bad} values; a target must have finite weights")
+        raise TargetError(f"{name} contains {bad} values; a target must have finite weights")
 
 
 def _copy(tensor, name: str, dims: int) -> torch.Tensor:
     if isinstance(tensor, np.ndarray):
         tensor = torch.from_numpy(tensor)
     if not isinstance(tensor, torch.Tensor):
-        raise TypeError(f"{name} must be a tensor or array, got {type(tensor).__name__}")
+        raise UnsupportedTargetError(
+            f"{name} must be a tensor or array, got {type(tensor).__name__}"
+        )
     if tensor.dim() != dims:
-        raise ValueError(f"{name} must have {dims} dimensions, got shape {tuple(tensor.shape)}")
+        raise TargetError(f"{name} must have {dims} dimensions, got shape {tuple(tensor.shape)}")
     if not (tensor.dtype.is_floating_point or tensor.dtype in (torch.int32, torch.int64)):
-        raise TypeError(f"{name} has unsupported dtype {tensor.dtype}")
+        raise UnsupportedTargetError(f"{name} has unsupported dtype {tensor.dtype}")
     copy = tensor.detach().to(device="cpu", dtype=torch.float64).clone()
     _check_finite(name, copy)
     return copy
@@ -101,14 +130,14 @@ def _layers_from_sequential(model: nn.Sequential) -> tuple[list[tuple], bool]:
     if modules and isinstance(modules[0], nn.Flatten):
         flat = modules[0]
         if flat.start_dim != 1 or flat.end_dim != -1:
-            raise ValueError(
+            raise TargetError(
                 "layer 0 (Flatten): only nn.Flatten(start_dim=1, end_dim=-1) is supported"
             )
         flatten = True
         modules = modules[1:]
     offset = 1 if flatten else 0
     if not modules:
-        raise ValueError("the target has no nn.Linear layer")
+        raise TargetError("the target has no nn.Linear layer")
     layers: list[tuple] = []
     expect_linear = True
     for position, module in enumerate(modules, start=offset):
@@ -116,11 +145,11 @@ def _layers_from_sequential(model: nn.Sequential) -> tuple[list[tuple], bool]:
         if expect_linear:
             if not isinstance(module, nn.Linear):
                 if isinstance(module, nn.ReLU):
-                    raise ValueError(
+                    raise TargetError(
                         f"layer {position} (ReLU): expected nn.Linear; two activations in a row or "
                         "a leading ReLU is not a target of the form W_l σ(… σ(W_1 x))"
                     )
-                raise TypeError(
+                raise UnsupportedTargetError(
                     f"layer {position} ({kind}) is not supported: a target is an nn.Sequential of "
                     "nn.Linear and nn.ReLU (optionally starting with nn.Flatten)"
                 )
@@ -130,13 +159,13 @@ def _layers_from_sequential(model: nn.Sequential) -> tuple[list[tuple], bool]:
             layers.append((name, weight, bias))
         else:
             if not isinstance(module, nn.ReLU):
-                raise TypeError(
+                raise UnsupportedTargetError(
                     f"layer {position} ({kind}) is not supported: between two nn.Linear layers "
                     "only nn.ReLU is allowed"
                 )
         expect_linear = not expect_linear
     if expect_linear:
-        raise ValueError(
+        raise TargetError(
             f"layer {offset + len(modules) - 1} (ReLU): the target must end with nn.Linear "
             "(no activation after the last layer)"
         )
@@ -159,7 +188,7 @@ def as_target(target, *, allow_bias: bool = True) -> Target:
     elif isinstance(target, nn.Linear):
         raw, flatten = _layers_from_sequential(nn.Sequential(target))
     elif isinstance(target, nn.Module):
-        raise TypeError(
+        raise UnsupportedTargetError(
             f"target of type {type(target).__name__} is not supported: pass an nn.Sequential of "
             "nn.Linear and nn.ReLU, or a list of weight matrices"
         )
@@ -174,7 +203,7 @@ def as_target(target, *, allow_bias: bool = True) -> Target:
                 weight, bias = _copy(item, f"{name} weight", 2), None
             raw.append((f"{name} ({weight.shape[1]}->{weight.shape[0]})", weight, bias))
     else:
-        raise TypeError(
+        raise UnsupportedTargetError(
             f"target must be an nn.Sequential of nn.Linear/nn.ReLU or a non-empty list of weight "
             f"matrices, got {type(target).__name__}"
         )
@@ -183,17 +212,19 @@ def as_target(target, *, allow_bias: bool = True) -> Target:
     previous_out = None
     for name, weight, bias in raw:
         if weight.shape[0] == 0 or weight.shape[1] == 0:
-            raise ValueError(f"{name} has an empty weight of shape {tuple(weight.shape)}")
+            raise TargetError(f"{name} has an empty weight of shape {tuple(weight.shape)}")
         if previous_out is not None and weight.shape[1] != previous_out:
-            raise ValueError(
+            raise TargetError(
                 f"{name}: shapes do not chain, it takes {weight.shape[1]} inputs but the previous "
                 f"layer gives {previous_out} outputs"
             )
         if bias is not None:
             if not allow_bias:
-                raise ValueError(f"{name} has a bias, which this operation does not support")
+                raise TargetError(f"{name} has a bias, which this operation does not support")
             if bias.shape != (weight.shape[0],):
-                raise ValueError(f"{name}: bias of shape {tuple(bias.shape)} does not match weight")
+                raise TargetError(
+                    f"{name}: bias of shape {tuple(bias.shape)} does not match weight"
+                )
         previous_out = weight.shape[0]
         layers.append(TargetLayer(weight, bias))
     return Target(tuple(layers), flatten)

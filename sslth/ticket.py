@@ -20,8 +20,10 @@ from sslth.certify import (
     empirical_error,
     network_operators,
 )
-from sslth.construct import PairSpec, dense_pair_modules, first_layer_diagonal, second_layer_weight
-from sslth.masks import PairMasks, apply_pair_masks, make_permanent
+from sslth.construct import PairSpec, first_layer_diagonal, pair_modules, second_layer_weight
+from sslth.errors import NotATicketError
+from sslth.kinds import kind_from_dict
+from sslth.masks import PairMasks, apply_pair_masks, plain_copy
 from sslth.report import Report, build_report, layer_report
 from sslth.target import Target, TargetLayer
 
@@ -71,18 +73,21 @@ class Ticket:
         return self._network
 
     def _build_network(self) -> nn.Sequential:
-        modules: list[nn.Module] = [nn.Flatten()] if self.target.flatten_input else []
-        for index, (spec, masks) in enumerate(zip(self.specs, self.masks, strict=True)):
-            first, second = dense_pair_modules(spec)
+        pairs = []
+        for spec, masks in zip(self.specs, self.masks, strict=True):
+            first, second = pair_modules(spec)
             apply_pair_masks(first, second, masks)
-            modules += [first, nn.ReLU(), second]
-            if index < len(self.specs) - 1:
-                modules.append(nn.ReLU())
-        return nn.Sequential(*modules).to(self.device)
+            pairs.append((first, second))
+        return self.target.network(pairs).to(self.device)
 
     def export(self) -> nn.Sequential:
-        """A plain ``nn.Sequential`` with the masks made permanent (pruned weights are zero)."""
-        return make_permanent(self.network)
+        """A plain ``nn.Sequential`` with the masks made permanent (pruned weights are zero).
+
+        Follows ``torch.nn.utils.prune.remove`` on a copy: each pruned tensor becomes
+        ``weight_orig * weight_mask`` as the forward pass computes it now, in the module's own
+        dtype and device, so ``ticket.network`` keeps its masks.
+        """
+        return nn.Sequential(*[plain_copy(module) for module in self.network])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -162,7 +167,7 @@ class Ticket:
     def _parts_from_network(self):
         network = self.network
         operators = network_operators(network, self.device)
-        linears = [m for m in network if isinstance(m, nn.Linear)]
+        linears = [m for m in network if hasattr(m, "weight")]
         parts = []
         for index, spec in enumerate(self.specs):
             first, second = linears[2 * index], linears[2 * index + 1]
@@ -207,7 +212,7 @@ class Ticket:
             "tolerances": self.tolerances,
             "solver": self.solver,
             "flatten_input": self.target.flatten_input,
-            "specs": [spec.__dict__ for spec in self.specs],
+            "specs": [spec.to_dict() for spec in self.specs],
             "report": None if self.report is None else self.report.to_dict(),
         }
         payload: dict = {
@@ -239,26 +244,31 @@ class Ticket:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
-            raise ValueError(
+            raise NotATicketError(
                 f"{path} is not an sslth ticket (refused by the safe loader: {error})"
             ) from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError(f"{path} is not an sslth ticket (no '{FORMAT}' header)")
+            raise NotATicketError(f"{path} is not an sslth ticket (no '{FORMAT}' header)")
         if payload.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
+            raise NotATicketError(
                 f"{path}: unsupported ticket format version {payload.get('format_version')}"
             )
         try:
             metadata = json.loads(payload["metadata"])
-            specs = [PairSpec(**spec) for spec in metadata["specs"]]
+            specs = [
+                PairSpec(**{**spec, "kind": kind_from_dict(spec.get("kind", {"kind": "dense"}))})
+                for spec in metadata["specs"]
+            ]
             layers, masks = [], []
             for index, spec in enumerate(specs):
                 weight = payload[f"target.{index}.weight"]
                 bias = payload.get(f"target.{index}.bias")
                 if not isinstance(weight, torch.Tensor) or weight.shape != (spec.d_out, spec.d_in):
-                    raise ValueError(f"target layer {index} does not match its random pair")
+                    raise NotATicketError(f"target layer {index} does not match its random pair")
                 if spec.has_bias != (bias is not None):
-                    raise ValueError(f"target layer {index}: bias does not match its random pair")
+                    raise NotATicketError(
+                        f"target layer {index}: bias does not match its random pair"
+                    )
                 layers.append(
                     TargetLayer(
                         weight.to(torch.float64), None if bias is None else bias.to(torch.float64)
@@ -272,11 +282,11 @@ class Ticket:
                     )
                 )
             checksums = payload["checksums"]
-        except (KeyError, TypeError) as error:
-            raise ValueError(f"{path}: malformed ticket file ({error!r})") from None
+        except (KeyError, TypeError, ValueError) as error:
+            raise NotATicketError(f"{path}: malformed ticket file ({error!r})") from None
         for index, spec in enumerate(specs):
             if checksums[index] != random_weights_checksum(spec):
-                raise ValueError(
+                raise NotATicketError(
                     f"{path}: the random weights regenerated from the seed for layer {index} do "
                     "not match the stored checksum (tampered file, or a torch whose random "
                     "stream differs)"
@@ -313,6 +323,7 @@ def random_weights_checksum(spec: PairSpec) -> str:
 def _diagonal_of(first: nn.Linear, spec: PairSpec) -> torch.Tensor:
     """The random (unmasked) U entries of each neuron, read from the module."""
     weight = getattr(first, "weight_orig", first.weight).detach()
+    weight = weight.reshape(weight.shape[0], weight.shape[1])
     rows = torch.arange(spec.block_size * spec.d_in, device=weight.device)
     diagonal = torch.empty(spec.hidden, dtype=weight.dtype, device=weight.device)
     diagonal[rows] = weight[rows, rows // spec.block_size]
@@ -328,9 +339,9 @@ def _pack(mask: torch.Tensor) -> torch.Tensor:
 
 def _unpack(packed, shape: tuple[int, ...]) -> torch.Tensor:
     if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
-        raise TypeError("mask is not a packed uint8 tensor")
+        raise NotATicketError("mask is not a packed uint8 tensor")
     count = int(np.prod(shape))
     bits = np.unpackbits(packed.numpy())
     if bits.size < count or bits.size - count >= 8:
-        raise ValueError(f"mask of {bits.size} bits does not fit shape {shape}")
+        raise NotATicketError(f"mask of {bits.size} bits does not fit shape {shape}")
     return torch.from_numpy(bits[:count].astype(bool)).reshape(shape)

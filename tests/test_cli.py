@@ -73,12 +73,17 @@ def test_prune_from_a_state_dict(tmp_path):
     [
         ("[target]\nwidth = [3, 2]\n", "[target] width: unknown key"),
         ("[prune]\nepsilon = 'small'\n", "[prune] epsilon: expected a number"),
-        ("[prune]\nn = 2.5\n", "[prune] n: expected an integer"),
+        ("[prune]\nepsilon = 0.1\ndensity = 0.5\nn = 2.5\n", "[prune] n: expected an integer"),
         ('[target]\nkind = "state_dict"\npath = "nope.pt"\n', "file not found"),
         ('[target]\nkind = "conv"\n', "[target] kind"),
         ("[extra]\na = 1\n", "extra: unknown section"),
-        ("[prune]\nepsilon = -1.0\n", "epsilon must be finite, > 0"),
-        ("[prune]\ndensity = 2.0\n", "density must be finite"),
+        ("[prune]\nepsilon = -1.0\ndensity = 0.5\n", "epsilon must be finite, > 0"),
+        ("[prune]\nepsilon = 0.1\ndensity = 2.0\n", "density must be finite"),
+        ("[prune]\ndensity = 0.5\n", "[prune] epsilon: missing"),
+        ("[prune]\nepsilon = 0.1\ndensity = 0.5\nsed = 1\n", "[prune] sed: unknown key"),
+        ("[prune]\nepsilon = 0.1\ndensity = 0.5\nmethod = 'exactly'\n", "method must be one of"),
+        ("[prune]\nepsilon = 0.1\ndensity = 0.5\ndevice = 'tpu'\n", "'tpu'"),
+        ("[prune]\nepsilon = 0.1\ndensity = 0.5\nseed = -1\n", "seed must be in [0, 2^62)"),
         ("[target\n", "not valid TOML"),
     ],
 )
@@ -94,7 +99,11 @@ def test_missing_config_and_mismatched_state_dict(tmp_path, capsys):
     assert main(["prune", "--config", str(tmp_path / "none.toml")]) == 2
     assert "config file not found" in capsys.readouterr().err
     torch.save(random_target([3, 2]).state_dict(), tmp_path / "m.pt")
-    config = _write(tmp_path, '[target]\nkind = "state_dict"\npath = "m.pt"\nwidths = [4, 2]\n')
+    config = _write(
+        tmp_path,
+        '[target]\nkind = "state_dict"\npath = "m.pt"\nwidths = [4, 2]\n'
+        "[prune]\nepsilon = 0.1\ndensity = 0.5\n",
+    )
     assert main(["prune", "--config", str(config), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert "does not match widths" in capsys.readouterr().err
 

@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 import sslth
-from sslth.certify import certify_operators, network_operators, spectral_norm
+from sslth.certify import certify_operators, network_operators
 from sslth.config import random_target as family_target
 from sslth.construct import PairSpec
+from sslth.kinds import spectral_norm
 from tests.conftest import random_target
 
 

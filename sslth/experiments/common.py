@@ -3,100 +3,34 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 import os
 import tomllib
-import types
-import typing
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
+from sslth.errors import ConfigError
+from sslth.options import from_mapping
+
 C = TypeVar("C")
 
 
-class ConfigError(ValueError):
-    """A config file is malformed: an unknown key, a missing key or a value of the wrong type."""
-
-
-def _check_type(key: str, value: Any, hint: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        if not isinstance(value, list) or not value:
-            raise ConfigError(f"config key {key!r} must be a non-empty list, got {value!r}")
-        return [_check_type(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        for arg in args:
-            try:
-                return _check_type(key, value, arg)
-            except ConfigError:
-                pass
-        raise ConfigError(f"config key {key!r} has the wrong type: {value!r} (expected {hint})")
-    if hint is float:
-        # TOML writes 1e-2 as a float and 1 as an int: both are valid floats
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"config key {key!r} must be finite, got {value!r}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
-        return value
-    if hint is str or hint is bool:
-        if not isinstance(value, hint):
-            raise ConfigError(f"config key {key!r} must be a {hint.__name__}, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config field type {hint!r}")  # a programming error
-
-
-def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
-    """Build the dataclass ``cls`` from ``data``, refusing unknown keys and wrong types.
-
-    The dataclass may define ``validate(self)`` for range checks; it should raise ConfigError.
-    """
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"unknown config key(s) {', '.join(map(repr, unknown))}; allowed: {sorted(fields)}"
-        )
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, field in fields.items():
-        if name not in data:
-            if (
-                field.default is dataclasses.MISSING
-                and field.default_factory is dataclasses.MISSING
-            ):
-                raise ConfigError(f"config key {name!r} is missing")
-            continue
-        kwargs[name] = _check_type(name, data[name], hints[name])
-    config = cls(**kwargs)
-    validate = getattr(config, "validate", None)
-    if validate is not None:
-        validate()
-    return config
-
-
 def load_config(path: str | os.PathLike, cls: type[C]) -> C:
-    """Read a TOML file into the config dataclass ``cls`` (see :func:`config_from_dict`)."""
+    """Read a TOML file into the config dataclass ``cls`` (see :func:`sslth.options.from_mapping`;
+    ``cls.validate()`` does the range checks)."""
     path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from error
-    try:
-        return config_from_dict(cls, data)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    return from_mapping(cls, data, where=f"{path}: ")
 
 
 def require(condition: bool, message: str) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sslth.subset_sum.registry import METHODS, MethodOutput, Problem
+from sslth.subset_sum.registry import MethodOutput, Problem, Solver, make_solver
 
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
 
@@ -60,7 +60,6 @@ def _run_chunked(fn, problem: Problem) -> MethodOutput:
             problem.valid[sl],
             problem.generator,
             problem.memory_budget,
-            problem.options,
         )
         outs.append(fn(sub))
     exhausted = [
@@ -81,7 +80,7 @@ def solve(
     tol: float | torch.Tensor,
     *,
     valid: torch.Tensor | None = None,
-    method: str = "auto",
+    method: str | Solver = "auto",
     generator: torch.Generator | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     **options,
@@ -94,13 +93,16 @@ def solve(
         k: subset size, an int or a (B,) integer tensor.
         tol: tolerance, a float or (B,) tensor; a row is solved when |sum - target| < tol.
         valid: optional (B, m) bool; False marks candidates that may not be picked.
-        method: a name in :data:`sslth.subset_sum.METHODS`.
+        method: a name in :data:`sslth.subset_sum.SOLVERS` or a :class:`Solver` already built.
         generator: seeds the randomized methods (same seed, same masks on CPU).
         memory_budget: bytes the solver may use for temporaries; work is chunked to fit.
-        **options: passed to the method (for example a node budget for ``"exact"``).
+        **options: the named solver's options (for example ``max_work`` for ``"exact"``); an
+            option it does not have raises :class:`~sslth.errors.ConfigError`.
+
+    Returns:
+        A :class:`SolveResult` whose errors are recomputed from the picks.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown subset-sum method {method!r}; available: {sorted(METHODS)}")
+    solver = make_solver(method, **options)
     if not isinstance(values, torch.Tensor) or values.dim() != 2:
         raise ValueError("values must be a (B, m) tensor")
     if not (values.dtype.is_floating_point):
@@ -143,7 +145,7 @@ def solve(
                 f"{int(n_valid[row])} valid candidates ({int(short.sum())} rows affected)"
             )
 
-    problem = Problem(values, targets, k, tol, valid, generator, memory_budget, options)
+    problem = Problem(values, targets, k, tol, valid, generator, memory_budget)
     if batch == 0:
         empty = torch.zeros(0, dtype=torch.bool, device=device)
         return SolveResult(
@@ -153,11 +155,11 @@ def solve(
             empty.clone(),
             empty.clone(),
         )
-    out = _run_chunked(METHODS[method], problem)
+    out = _run_chunked(solver, problem)
     mask = out.mask
     picked = (mask & valid).sum(dim=1)
     if mask.shape != (batch, m) or bool((mask & ~valid).any()) or bool((picked != k).any()):
-        raise RuntimeError(f"subset-sum method {method!r} returned an invalid mask")
+        raise RuntimeError(f"subset-sum solver {solver!r} returned an invalid mask")
     error = (torch.where(mask, values, 0.0).sum(dim=1) - targets).abs()
     solved = error < tol
     infeasible = out.infeasible & ~solved

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 
 import torch
 
-from sslth.subset_sum.registry import MethodOutput, Problem, register
+from sslth.subset_sum.registry import MethodOutput, Problem, Solver, register
 
 MAX_SUBSETS = 200_000
 
@@ -18,8 +19,15 @@ def _combinations(m: int, k: int, device) -> torch.Tensor:
 
 
 @register("brute")
-def brute(problem: Problem) -> MethodOutput:
+@dataclass(frozen=True)
+class Brute(Solver):
     """Enumerate all C(m, k) subsets; picks the best, so it both solves and proves."""
+
+    def __call__(self, problem: Problem) -> MethodOutput:
+        return _brute(problem)
+
+
+def _brute(problem: Problem) -> MethodOutput:
     values, valid = problem.values, problem.valid
     batch, m = values.shape
     mask = torch.zeros(batch, m, dtype=torch.bool, device=values.device)

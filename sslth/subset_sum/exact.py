@@ -16,11 +16,13 @@ infeasible.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
+from sslth.errors import ConfigError
 from sslth.subset_sum._common import combos, compact_order, groups, subset_sums
-from sslth.subset_sum.registry import MethodOutput, Problem, register
+from sslth.subset_sum.registry import MethodOutput, Problem, Solver, register
 
 DEFAULT_MAX_WORK = 4_000_000  # subsets enumerated per row, all splits together
 # float64 sums of up to a few hundred terms of magnitude ~1 carry rounding far below this;
@@ -144,7 +146,7 @@ def mitm(
 
 
 def exact_rows(
-    problem: Problem, rows: torch.Tensor
+    problem: Problem, rows: torch.Tensor, max_work: int = DEFAULT_MAX_WORK
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the exact search on a subset of rows.
 
@@ -154,7 +156,6 @@ def exact_rows(
     values, valid = problem.values[rows], problem.valid[rows]
     r, m = values.shape
     device = values.device
-    max_work = int(problem.options.get("max_work", DEFAULT_MAX_WORK))
     mask = torch.zeros(r, m, dtype=torch.bool, device=device)
     infeasible = torch.zeros(r, dtype=torch.bool, device=device)
     exhausted = torch.zeros(r, dtype=torch.bool, device=device)
@@ -180,8 +181,24 @@ def exact_rows(
 
 
 @register("exact")
-def exact(problem: Problem) -> MethodOutput:
-    """Complete meet-in-the-middle search; see the module docstring."""
-    rows = torch.arange(problem.values.shape[0], device=problem.values.device)
-    mask, infeasible, exhausted = exact_rows(problem, rows)
-    return MethodOutput(mask=mask, infeasible=infeasible, budget_exhausted=exhausted)
+@dataclass(frozen=True)
+class Exact(Solver):
+    """Complete meet-in-the-middle search; see the module docstring.
+
+    Args:
+        max_work: subsets a row may enumerate (all splits together); rows beyond it are
+            reported in ``budget_exhausted``, never called infeasible.
+    """
+
+    max_work: int = DEFAULT_MAX_WORK
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_work, bool) or not isinstance(self.max_work, int):
+            raise ConfigError(f"exact: max_work must be an integer, got {self.max_work!r}")
+        if self.max_work < 1:
+            raise ConfigError(f"exact: max_work must be >= 1, got {self.max_work}")
+
+    def __call__(self, problem: Problem) -> MethodOutput:
+        rows = torch.arange(problem.values.shape[0], device=problem.values.device)
+        mask, infeasible, exhausted = exact_rows(problem, rows, self.max_work)
+        return MethodOutput(mask=mask, infeasible=infeasible, budget_exhausted=exhausted)

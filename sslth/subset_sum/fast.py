@@ -15,12 +15,14 @@ heuristic first where the full search would enumerate much more than the heurist
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
+from sslth.errors import ConfigError
 from sslth.subset_sum._common import default_generator, groups, rand
 from sslth.subset_sum.exact import DEFAULT_MAX_WORK, exact_rows, exact_work, first_sorted, mitm
-from sslth.subset_sum.registry import MethodOutput, Problem, register
+from sslth.subset_sum.registry import MethodOutput, Problem, Solver, register
 
 MIN_N = 24  # keep at least this many candidates, so rows with few solutions still get a chance
 TARGET_LAMBDA = 40.0  # expected solutions among the kept candidates (Gaussian estimate)
@@ -93,16 +95,33 @@ def fast_rows(
     return mask, errors
 
 
+def _check_count(solver: str, name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{solver}: {name} must be a positive integer, got {value!r}")
+
+
 @register("fast")
-def fast(problem: Problem) -> MethodOutput:
-    """Randomized heuristic; never claims infeasibility."""
-    generator = default_generator(problem.generator)
-    batch = problem.values.shape[0]
-    device = problem.values.device
-    rows = torch.arange(batch, device=device)
-    max_splits = int(problem.options.get("max_splits", MAX_SPLITS))
-    mask, _ = fast_rows(problem, rows, generator, max_splits)
-    return MethodOutput(mask=mask, infeasible=torch.zeros(batch, dtype=torch.bool, device=device))
+@dataclass(frozen=True)
+class Fast(Solver):
+    """Randomized heuristic; never claims infeasibility.
+
+    Args:
+        max_splits: splits j + (k - j) searched per row, those covering the most subsets.
+    """
+
+    max_splits: int = MAX_SPLITS
+
+    def __post_init__(self) -> None:
+        _check_count("fast", "max_splits", self.max_splits)
+
+    def __call__(self, problem: Problem) -> MethodOutput:
+        generator = default_generator(problem.generator)
+        batch = problem.values.shape[0]
+        device = problem.values.device
+        rows = torch.arange(batch, device=device)
+        mask, _ = fast_rows(problem, rows, generator, self.max_splits)
+        infeasible = torch.zeros(batch, dtype=torch.bool, device=device)
+        return MethodOutput(mask=mask, infeasible=infeasible)
 
 
 def _error(problem: Problem, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -111,14 +130,31 @@ def _error(problem: Problem, rows: torch.Tensor, mask: torch.Tensor) -> torch.Te
 
 
 @register("auto")
-def auto(problem: Problem) -> MethodOutput:
-    """Exact search where affordable, else heuristic rounds, then exact on what is left."""
+@dataclass(frozen=True)
+class Auto(Solver):
+    """Exact search where affordable, else heuristic rounds, then exact on what is left.
+
+    Args:
+        max_splits: splits the heuristic searches per row.
+        max_work: subsets a row's exact search may enumerate.
+    """
+
+    max_splits: int = MAX_SPLITS
+    max_work: int = DEFAULT_MAX_WORK
+
+    def __post_init__(self) -> None:
+        _check_count("auto", "max_splits", self.max_splits)
+        _check_count("auto", "max_work", self.max_work)
+
+    def __call__(self, problem: Problem) -> MethodOutput:
+        return _auto(problem, self.max_splits, self.max_work)
+
+
+def _auto(problem: Problem, max_splits: int, max_work: int) -> MethodOutput:
     generator = default_generator(problem.generator)
     values, valid = problem.values, problem.valid
     batch, m = values.shape
     device = values.device
-    max_splits = int(problem.options.get("max_splits", MAX_SPLITS))
-    max_work = int(problem.options.get("max_work", DEFAULT_MAX_WORK))
     n_valid = valid.sum(dim=1)
     kept = _kept_count(values, valid, problem.targets, problem.k, problem.tol, n_valid)
     # the heuristic only pays where it searches a strict subset or the full search is out of
@@ -151,7 +187,7 @@ def auto(problem: Problem) -> MethodOutput:
     left = (~heuristic).nonzero().squeeze(1)
     left = torch.cat([left, heuristic.nonzero().squeeze(1)])
     left = left[err[left] >= problem.tol[left]].sort().values
-    e_mask, e_inf, e_exh = exact_rows(problem, left)
+    e_mask, e_inf, e_exh = exact_rows(problem, left, max_work)
     # rows the exact search could not afford keep the heuristic's pick when it has one
     keep = ~e_exh | ~heuristic[left]
     mask[left[keep]] = e_mask[keep]

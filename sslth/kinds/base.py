@@ -1,0 +1,101 @@
+"""The layer-kind seam: what one kind of target layer (dense, conv, …) supplies.
+
+The search, the subset-sum layout, the masks and the certificate recursion are written once, on a
+*matrix view* of every layer: a target weight of shape (d_out, d_in, *kernel) is seen as the
+(d_out · taps) × d_in matrix whose row (i, t) holds kernel position t of output i, and the random
+pair's second layer V, of shape (d_out, hidden, *kernel), as the (d_out · taps) × hidden matrix
+of the same rows. Every entry of the first matrix is then one subset-sum instance over the hidden
+neurons of its input's block, whatever the kind (docs/design.md, "Layer kinds").
+
+A kind supplies only what differs: the kernel's shape, which kernel position carries the bias,
+how many output positions share one bias value, an upper bound on the operator norm of a weight
+of its shape, the layer's forward map on flattened inputs, and the two ``nn`` modules of a pair.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+class LayerKind(ABC):
+    """One kind of affine layer and its geometry; immutable and hashable (a dataclass)."""
+
+    name: ClassVar[str] = ""
+
+    @property
+    @abstractmethod
+    def kernel_shape(self) -> tuple[int, ...]:
+        """Trailing dimensions of the weight after (d_out, d_in): () for a dense layer."""
+
+    @property
+    def taps(self) -> int:
+        """Kernel positions: rows of the matrix view per output."""
+        return math.prod(self.kernel_shape)
+
+    @property
+    def bias_tap(self) -> int:
+        """The kernel position through which a pair's bias block reaches the output."""
+        return 0
+
+    @property
+    def positions(self) -> int:
+        """Output positions that each add the same bias value (1 for a dense layer)."""
+        return 1
+
+    def to_rows(self, tensor: torch.Tensor) -> torch.Tensor:
+        """(d_out, width, *kernel) → the (d_out · taps, width) matrix view, row (i, t) holding
+        kernel position t of output i (a view for a dense layer)."""
+        d_out, width = tensor.shape[:2]
+        if self.taps == 1:
+            return tensor.reshape(d_out, width)
+        return tensor.reshape(d_out, width, self.taps).transpose(1, 2).reshape(-1, width)
+
+    def from_rows(self, matrix: torch.Tensor, d_out: int) -> torch.Tensor:
+        """Inverse of :meth:`to_rows`: (d_out · taps, width) → (d_out, width, *kernel)."""
+        width = matrix.shape[1]
+        if self.taps == 1:
+            return matrix.reshape(d_out, width)
+        return (
+            matrix.reshape(d_out, self.taps, width)
+            .transpose(1, 2)
+            .reshape(d_out, width, *self.kernel_shape)
+        )
+
+    @abstractmethod
+    def operator_norm(self, weight: torch.Tensor) -> float:
+        """An upper bound on the ℓ2 operator norm of the linear map with this weight.
+
+        Args:
+            weight: (d_out, d_in', *kernel_shape), any d_in' (the certificate passes the
+                stacked error weight [A − W, W − B] with d_in' = 2 d_in).
+
+        Returns:
+            The bound, as a float.
+        """
+
+    @abstractmethod
+    def apply(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The layer on a batch of flattened inputs: (N, d_in · in_positions) → (N, d_out ·
+        positions), in the dtype of ``x``."""
+
+    @abstractmethod
+    def pair_modules(
+        self,
+        d_in: int,
+        d_out: int,
+        hidden: int,
+        has_bias: bool,
+    ) -> tuple[nn.Module, nn.Module]:
+        """The two ``nn`` modules of a random pair, weights uninitialised: d_in → hidden (with
+        a bias if ``has_bias``) and hidden → d_out (never a bias)."""
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description, read back by :func:`sslth.kinds.kind_from_dict`."""

@@ -1,0 +1,122 @@
+"""``sslth.prune``: ε and density in, a certified ticket out.
+
+The search reads as its steps (docs/design.md, "The search"):
+
+1. **options** (:mod:`sslth.search.options`): one dataclass, validated;
+2. **plan** (:mod:`sslth.search.plan`): per-layer tolerance, n and k, without solving;
+3. **solve rounds** (:mod:`sslth.search.loop`): solve, certify from the achieved errors, and
+   apply one policy (trade a pick, repair, grow, tighten) until ε and the density are met;
+4. **refine** (:mod:`sslth.search.refine`): shrink n of the small layers;
+5. **ticket**: the masks of the best candidate, with a report recomputed from them.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tqdm.auto import tqdm
+
+from sslth.device import resolve_device
+from sslth.errors import ConfigError, TicketNotFound
+from sslth.options import describe
+from sslth.search.loop import Candidate, Search
+from sslth.search.options import PruneOptions
+from sslth.search.refine import refine
+from sslth.subset_sum import make_solver
+from sslth.target import as_target
+from sslth.ticket import Ticket
+
+
+def prune(target, epsilon: float, density: float, **options) -> Ticket:
+    start = time.perf_counter()
+    options = _options(epsilon, density, options)
+    target = as_target(target)
+    search = Search(target, options, resolve_device(options.device), make_solver(options.method))
+    search.plan()
+    best = search.run()
+    if options.refine and search.fixed_n is None and best.score[0] == 0:
+        if best.bound <= options.epsilon:
+            best = refine(search)
+    search.bar.close()
+    search.timings["solve"] = search.solve_seconds
+    return _ticket(search, best, start)
+
+
+prune.__doc__ = f"""Find a mask of a random 2l-layer network whose subnetwork approximates
+    ``target`` within ``epsilon`` (certified, over the ball of radius ``radius``) with at most
+    ``density`` of the random network's weights kept.
+
+    Args:
+        target: an ``nn.Sequential`` of ``nn.Linear`` and ``nn.ReLU`` (see
+            :func:`sslth.as_target`), or a list of weights or (weight, bias) pairs. It is only
+            read, never modified.
+        epsilon, density: see below.
+        **options: the fields of :class:`sslth.PruneOptions`:
+
+{describe(PruneOptions, indent=12)}
+
+    Returns:
+        The :class:`Ticket`, its report recomputed from the masks and random weights it holds.
+
+    Raises:
+        TicketNotFound: no ticket met both ε and the density within ``max_random_params``;
+            ``error.best`` is the closest one.
+        ConfigError: an unknown or invalid option (the message names it).
+        TargetError: a target sslth cannot take (the message names the layer).
+    """
+
+
+def _options(epsilon, density, options: dict) -> PruneOptions:
+    known = {name for name in PruneOptions.__dataclass_fields__}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown prune option {', '.join(map(repr, unknown))} "
+            f"(options: {', '.join(sorted(known - {'epsilon', 'density'}))})"
+        )
+    return PruneOptions(epsilon=epsilon, density=density, **options)
+
+
+def _ticket(search: Search, best: Candidate, start: float) -> Ticket:
+    """The ticket of the best candidate, its report recomputed; TicketNotFound if it misses."""
+    options = search.options
+    ticket = Ticket(
+        search.target,
+        [s.spec for s in best.solutions],
+        [s.masks() for s in best.solutions],
+        seed=options.seed,
+        epsilon=options.epsilon,
+        radius=options.radius,
+        tolerances=[s.tolerance for s in best.solutions],
+        device=search.device,
+        solver=options.method if isinstance(options.method, str) else repr(options.method),
+    )
+    # the dense network is not built here: the report is recomputed from the masks and the
+    # random weights they can keep, and ``ticket.network`` regenerates the rest from the seed
+    report = ticket.evaluate(
+        samples=options.empirical_samples, timings=search.timings, progress=options.progress
+    )
+    if options.progress:
+        tqdm.write(
+            f"sslth: certified error {report.certified_error:.4g} (ε = {options.epsilon:g}), "
+            f"density {report.density:.4g}"
+        )
+    if report.certified_error > options.epsilon or report.density > options.density:
+        sizes = best.sizes
+        raise TicketNotFound(
+            f"no ticket met ε = {options.epsilon:g} at density <= {options.density:g}: the best "
+            f"reached certified error {report.certified_error:.4g} at density "
+            f"{report.density:.4g} with n = {[s[0] for s in sizes]}, k = "
+            f"{[s[1] for s in sizes]}. "
+            + (
+                "Leave n and k to the automatic search, or raise them. "
+                if search.fixed_n is not None
+                else ""
+            )
+            + "Raise density or ε, or max_random_params.",
+            best=ticket,
+        )
+    return ticket
+
+
+__all__ = ["PruneOptions", "TicketNotFound", "prune"]

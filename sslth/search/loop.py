@@ -1,0 +1,277 @@
+"""The search state and its policies (docs/design.md, "The search", step 3).
+
+Each round solves the layers that have no solution yet, certifies the whole network *from the
+achieved errors*, and keeps the best candidate. If the certificate meets ε at the requested
+density the search stops; otherwise one policy acts:
+
+- the density is over the request: **trade a pick** in the densest layer (k − 1), or, where k
+  is fixed or already 1, **grow** it;
+- a layer's share of the certificate is over its budget: **repair** its instances left over
+  their tolerance with the exact search; if some stay out of reach, **grow** the layer (a
+  larger n); otherwise **tighten** its tolerance.
+
+Nothing is assumed: the loop stops on the recomputed certificate and density.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from sslth.certify import Certificate, certify_operators
+from sslth.construct import PairSpec, layer_seed
+from sslth.errors import TicketNotFound
+from sslth.search.layer import LayerSolution, repair, solve_layer, tighten
+from sslth.search.options import PruneOptions
+from sslth.search.plan import SAFETY, LayerPlan, choose_k, initial_tolerances, plan_layer
+from sslth.target import Target
+
+MAX_ROUNDS = 8
+GROW_ON_DENSITY = 1.25  # n growth when the density is over and k cannot drop
+GROW_ON_UNSOLVED = 1.15  # smallest n growth when instances are out of reach
+TIGHTEN_RANGE = (0.3, 0.8)  # a tightened tolerance is this fraction of the old one
+STALL = 0.97  # with n fixed by the caller, a round that gains less than 3% ends the search
+
+
+@dataclass
+class LayerState:
+    """One layer's sizes, tolerance and current solution."""
+
+    n: int
+    k: int
+    tolerance: float
+    solution: LayerSolution | None = None
+    repaired: bool = False  # the solution's unsolved instances had their exact re-solve
+
+    def density(self) -> float:
+        return self.solution.kept() / self.solution.spec.dense_params
+
+
+@dataclass
+class Candidate:
+    """A complete set of layer solutions and what it reached."""
+
+    meets_density: bool
+    bound: float
+    solutions: list[LayerSolution]
+    sizes: list[tuple[int, int, float]] = field(default_factory=list)  # (n, k, tolerance)
+
+    @property
+    def score(self) -> tuple[int, float]:
+        """Smaller is better: meeting the density first, then the certified bound."""
+        return (0 if self.meets_density else 1, self.bound)
+
+
+def layer_share(certificate: Certificate, i: int) -> float:
+    """Layer i's first-order share of the certificate: (E_i r_{i−1} + β_i) Π_{j>i} P_j."""
+    layer = certificate.layers[i]
+    gain = math.prod(c.weight_norm for c in certificate.layers[i + 1 :])
+    return (layer.pair_error_norm * layer.input_radius + layer.bias_error) * gain
+
+
+class Search:
+    """The state of one prune: per-layer sizes and solutions, the best candidate so far."""
+
+    def __init__(self, target: Target, options: PruneOptions, device: torch.device, solver) -> None:
+        self.target = target
+        self.options = options
+        self.device = device
+        self.solver = solver
+        depth = len(target.layers)
+        self.fixed_n = options.per_layer("n", depth)
+        self.fixed_k = options.per_layer("k", depth)
+        self.states: list[LayerState] = []
+        self.budgets: list[float] = []
+        self.best: Candidate | None = None
+        self.timings: dict[str, float] = {}
+        self.solve_seconds = 0.0
+        self.bar = tqdm(
+            total=depth,
+            desc="sslth: construct + solve",
+            disable=not options.progress,
+            leave=False,
+        )
+
+    # ---------------------------------------------------------------- plan
+    def plan(self) -> list[LayerPlan]:
+        """Choose each layer's n, k and tolerance (see :mod:`sslth.search.plan`).
+
+        Raises:
+            TicketNotFound: no random network within ``max_random_params`` is predicted to
+                reach the density at a layer's tolerance.
+        """
+        start = time.perf_counter()
+        options = self.options
+        tolerances, self.budgets = initial_tolerances(self.target, options.epsilon, options.radius)
+        plans = []
+        for i, layer in enumerate(self.target.layers):
+            fixed_k = None if self.fixed_k is None else self.fixed_k[i]
+            if self.fixed_n is not None:
+                k = (
+                    fixed_k
+                    if fixed_k is not None
+                    else max(1, choose_k(layer, self.fixed_n[i], options.density))
+                )
+                plans.append(LayerPlan(self.fixed_n[i], k, tolerances[i], self.budgets[i]))
+                continue
+            sizes = plan_layer(
+                layer,
+                options.density,
+                tolerances[i],
+                k=fixed_k,
+                max_params=options.max_random_params,
+            )
+            if sizes is None:
+                raise TicketNotFound(
+                    f"layer {i + 1} ({layer.d_in}->{layer.d_out}): no random network of at "
+                    f"most {options.max_random_params:,} parameters is predicted to reach "
+                    f"density {options.density:g} with per-weight tolerance "
+                    f"{tolerances[i]:.3g} (from ε = {options.epsilon:g}); raise density or ε, "
+                    "or max_random_params"
+                )
+            plans.append(LayerPlan(sizes[0], sizes[1], tolerances[i], self.budgets[i]))
+        self.states = [LayerState(p.n, p.k, p.tolerance) for p in plans]
+        self.timings["plan"] = time.perf_counter() - start
+        return plans
+
+    # ---------------------------------------------------------------- rounds
+    def run(self) -> Candidate:
+        """Solve rounds until the certificate meets ε at the density, or ``MAX_ROUNDS``."""
+        last_bound = math.inf
+        for _ in range(MAX_ROUNDS):
+            self.solve_missing()
+            candidate = self.evaluate()
+            if candidate.bound <= self.options.epsilon and candidate.meets_density:
+                break
+            stalled = candidate.bound > STALL * last_bound
+            if candidate.meets_density and stalled and self.fixed_n is not None:
+                break  # tightening no longer pays: the sizes were fixed by the caller
+            last_bound = candidate.bound if candidate.meets_density else math.inf
+            if not candidate.meets_density:
+                if not self.trade_pick():
+                    break
+                continue
+            self.reduce_error(self.certificate)
+        return self.best
+
+    def _timed(self, action, *args) -> None:
+        start = time.perf_counter()
+        action(*args)
+        self.solve_seconds += time.perf_counter() - start
+
+    def solve_missing(self) -> None:
+        """Draw and solve every layer that has no solution (new sizes, or the first round)."""
+        start = time.perf_counter()
+        for i, (layer, state) in enumerate(zip(self.target.layers, self.states, strict=True)):
+            if state.solution is None:
+                state.solution = solve_layer(
+                    self.spec(i, state.n),
+                    layer,
+                    state.k,
+                    state.tolerance,
+                    index=i,
+                    device=self.device,
+                    solver=self.solver,
+                )
+                state.repaired = False
+                self.bar.update(1)
+        self.solve_seconds += time.perf_counter() - start
+
+    def spec(self, i: int, n: int) -> PairSpec:
+        layer = self.target.layers[i]
+        return PairSpec(
+            layer.d_in,
+            layer.d_out,
+            n,
+            layer.bias is not None,
+            layer_seed(self.options.seed, i),
+            layer.kind,
+        )
+
+    def density(self) -> float:
+        kept = sum(state.solution.kept() for state in self.states)
+        return kept / sum(state.solution.spec.dense_params for state in self.states)
+
+    def certify(self) -> Certificate:
+        operators = [state.solution.operator() for state in self.states]
+        return certify_operators(self.target, operators, self.options.radius)
+
+    def evaluate(self) -> Candidate:
+        """Certify the current solutions, remember the best candidate, and return this one."""
+        self.certificate = self.certify()
+        candidate = Candidate(
+            self.density() <= self.options.density,
+            self.certificate.bound,
+            [state.solution for state in self.states],
+            [(s.n, s.k, s.tolerance) for s in self.states],
+        )
+        if self.best is None or candidate.score < self.best.score:
+            self.best = candidate
+        return candidate
+
+    # ---------------------------------------------------------------- policies
+    def trade_pick(self) -> bool:
+        """Density over the request: one pick less in the densest layer, or a larger n there
+        where k cannot drop. False when the caller fixed both."""
+        densest = max(range(len(self.states)), key=lambda j: self.states[j].density())
+        state = self.states[densest]
+        if self.fixed_k is None and state.k > 1:
+            state.k -= 1
+        elif self.fixed_n is None:
+            state.n = int(math.ceil(state.n * GROW_ON_DENSITY))
+        else:
+            return False
+        self._redraw(state)
+        return True
+
+    def reduce_error(self, certificate: Certificate) -> None:
+        """Certificate over ε: act on every layer whose share is over its budget."""
+        scale = SAFETY * self.options.epsilon / certificate.bound
+        for i, state in enumerate(self.states):
+            share = layer_share(certificate, i)
+            if share <= self.budgets[i] * scale:
+                continue
+            solution = state.solution
+            if solution.unsolved_fraction() > 0 and not state.repaired:
+                # a few instances over their tolerance can dominate a spectral norm: give them
+                # the complete search first, before touching the tolerance of every instance
+                self._timed(repair, solution)
+                state.repaired = True
+                continue
+            if solution.unsolved_fraction() > 0 and self.fixed_n is None and self.grow(i):
+                continue
+            self.tighten(i, scale * self.budgets[i] / max(share, 1e-300))
+
+    def grow(self, i: int) -> bool:
+        """What is left was proved out of reach in this random network (or beyond the search's
+        budget): only a larger network helps. False when none is within the limits."""
+        state = self.states[i]
+        sizes = plan_layer(
+            self.target.layers[i],
+            self.options.density,
+            state.tolerance,
+            start=int(math.ceil(state.n * GROW_ON_UNSOLVED)),
+            k=None if self.fixed_k is None else self.fixed_k[i],
+            max_params=self.options.max_random_params,
+        )
+        if sizes is None:
+            return False
+        state.n, state.k = sizes
+        self._redraw(state)
+        return True
+
+    def tighten(self, i: int, ratio: float) -> None:
+        """A smaller tolerance for layer i (its share over budget by 1/ratio), and a re-solve of
+        the instances not within it."""
+        state = self.states[i]
+        low, high = TIGHTEN_RANGE
+        state.tolerance = state.tolerance * max(low, min(high, ratio))
+        self._timed(tighten, state.solution, state.tolerance, self.solver)
+
+    def _redraw(self, state: LayerState) -> None:
+        state.solution = None
+        self.bar.total += 1

@@ -1,0 +1,196 @@
+"""The planner: per-layer error budgets, tolerances, and the sizes n and k (docs/design.md,
+"The search", steps 1 and 2).
+
+1. Error budget. To first order the certificate is Σ_i (E_i r_{i−1} + β_i) Π_{j>i} P_j (see
+   :mod:`sslth.certify`), so each layer gets the share ``SAFETY · ε / l`` and a per-weight
+   tolerance δ_i chosen so that a random error matrix with entries in (−δ_i, δ_i) has a spectral
+   norm within it (||M|| ≈ (δ/√3)(√d_out + √(2 d_in)) for such a matrix).
+2. Sizes. k is the largest the density allows, capped at half the right-sign neurons of a thin
+   block (where C(n, k) peaks) and at ``MAX_PICKS``; n is the smallest for which the Poisson
+   heuristic (λ = C(n, k) · 2δ · f_k(z)) predicts that every instance of the layer has a
+   solution.
+
+Everything here is a pure function of the target layer and numbers: no solving.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from sslth import theory
+from sslth.target import Target, TargetLayer
+
+SAFETY = 0.9  # fraction of ε the first attempt aims for: the rest absorbs second-order terms
+MAX_PICKS = 12  # larger k makes the exact search enumerate far more, for little gain in n
+NEURON_GROWTH = 1.04  # step of the candidate n beyond 64 (below it, every n is tried)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """The planner's choice for one layer: sizes, per-weight tolerance and error budget."""
+
+    n: int  # neurons per input: a block holds 2n hidden neurons
+    k: int  # picks per (weight, sign)
+    tolerance: float  # per-weight target tolerance δ_i
+    budget: float  # the layer's first-order share of ε
+
+
+def random_params(layer: TargetLayer, n: int) -> int:
+    """Weights of the random pair that stands in for ``layer`` with n neurons per input."""
+    hidden = 2 * n * (layer.d_in + int(layer.bias is not None))
+    rows = layer.d_out * layer.kind.taps
+    return hidden * layer.d_in + (hidden if layer.bias is not None else 0) + rows * hidden
+
+
+def expected_kept(layer: TargetLayer, n: int, k: int) -> float:
+    """Expected kept weights of a pair: 2k per weight instance in V (k per bias) and every U
+    entry whose neuron some instance picked."""
+    has_bias = layer.bias is not None
+    rows = layer.d_out * layer.kind.taps
+    kept_second = rows * 2 * k * layer.d_in + (layer.d_out * k if has_bias else 0)
+    p = min(k / n, 1.0)
+    used = 1.0 - (1.0 - p) ** rows
+    used_bias = 1.0 - (1.0 - p) ** layer.d_out
+    if used_bias == used:  # one expression for both kinds of block, as for dense layers
+        kept_first = used * (2 * n * layer.d_in + (n if has_bias else 0))
+    else:
+        kept_first = used * 2 * n * layer.d_in + (used_bias * n if has_bias else 0)
+    return kept_second + kept_first
+
+
+def thin_block_neurons(n: int, blocks: int) -> float:
+    """Right-sign neurons of the thinnest of ``blocks`` blocks: a block's count is
+    Binomial(2n, 1/2), and the minimum of ``blocks`` of them sits about sqrt(2 ln(2 blocks))
+    standard deviations below n."""
+    return n - math.sqrt(2 * math.log(2 * blocks)) * math.sqrt(n / 2)
+
+
+def largest_k(layer: TargetLayer, n: int, density: float) -> int:
+    """Largest k <= n/2 whose expected density is at most ``density`` (0 if none)."""
+    limit = random_params(layer, n) * density * 0.98
+    low, high = 0, max(1, n // 2)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if expected_kept(layer, n, mid) <= limit:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def choose_k(layer: TargetLayer, n: int, density: float) -> int:
+    """k for the automatic search: the largest the density allows, but no more than half of a
+    thin block (C(n_sign, k) peaks at n_sign / 2) nor ``MAX_PICKS`` (0 if the density allows
+    none)."""
+    by_density = largest_k(layer, n, density)
+    half_thin = int(thin_block_neurons(n, layer.d_in + int(layer.bias is not None)) // 2)
+    return min(by_density, max(1, half_thin), MAX_PICKS)
+
+
+@lru_cache(maxsize=4096)
+def _log_density(k: int, z: float) -> float:
+    return math.log(max(theory.sum_density(k, z, theory.PRODUCT), 1e-300))
+
+
+def predicted_solvable(
+    n: int, k: int, tolerance: float, z_max: float, instances: int, blocks: int
+) -> bool:
+    """Poisson heuristic: expected number of solutions of the hardest instance of the layer is
+    at least log(instances) + 3, counting only the neurons of the right sign of a thin block."""
+    n_sign = thin_block_neurons(n, blocks)
+    if n_sign < k:
+        return False
+    log_lambda = (
+        theory.log_binomial(n_sign, k) + math.log(2 * tolerance) + _log_density(k, round(z_max, 3))
+    )
+    return log_lambda >= math.log(math.log(max(instances, 2)) + 3)
+
+
+def neuron_candidates(start: int):
+    """The n the planner tries, in order: every n up to 64, then steps of 4%."""
+    n = max(1, start)
+    while True:
+        yield n
+        n = n + 1 if n < 64 else int(math.ceil(n * NEURON_GROWTH))
+
+
+def instance_count(layer: TargetLayer) -> int:
+    """Subset-sum instances of a layer: two per weight (one per sign), one per bias."""
+    rows = layer.d_out * layer.kind.taps
+    return rows * 2 * layer.d_in + (layer.d_out if layer.bias is not None else 0)
+
+
+def plan_layer(
+    layer: TargetLayer,
+    density: float,
+    tolerance: float,
+    *,
+    start: int = 1,
+    k: int | None = None,
+    max_params: int,
+) -> tuple[int, int] | None:
+    """Smallest n >= start (and its k) predicted to succeed, or None within ``max_params``.
+
+    Args:
+        layer: the target layer.
+        density: the requested density (k must keep the expected density within it).
+        tolerance: the per-weight tolerance δ.
+        start: smallest n to consider.
+        k: a fixed k (None: :func:`choose_k` for each n).
+        max_params: largest random pair allowed.
+
+    Returns:
+        (n, k), or None when no pair within ``max_params`` is predicted to succeed.
+    """
+    has_bias = layer.bias is not None
+    z_max = float(layer.weight.abs().max())
+    if has_bias:
+        z_max = max(z_max, float(layer.bias.abs().max()))
+    instances = instance_count(layer)
+    for n in neuron_candidates(start):
+        if random_params(layer, n) > max_params:
+            return None
+        pick = k if k is not None else choose_k(layer, n, density)
+        if pick < 1 or 2 * pick > 2 * n:
+            continue
+        if k is not None and expected_kept(layer, n, pick) > density * random_params(layer, n):
+            continue
+        if predicted_solvable(n, pick, tolerance, z_max, instances, layer.d_in + int(has_bias)):
+            return n, pick
+
+
+def layer_radii(target: Target, radius: float, norms: list[float]) -> list[float]:
+    """r_0 = R, r_i = P_i r_{i−1} + ||b_i|| (times √positions for a conv): bounds on the norm
+    of each layer's output over the ball."""
+    radii = [radius]
+    for layer, norm in zip(target.layers, norms, strict=True):
+        bias = 0.0 if layer.bias is None else float(torch.linalg.vector_norm(layer.bias))
+        radii.append(norm * radii[-1] + bias * math.sqrt(layer.kind.positions))
+    return radii
+
+
+def initial_tolerances(
+    target: Target, epsilon: float, radius: float
+) -> tuple[list[float], list[float]]:
+    """Per-layer tolerances δ_i and first-order budgets (see the module docstring)."""
+    norms = [layer.kind.operator_norm(layer.weight) for layer in target.layers]
+    radii = layer_radii(target, radius, norms)
+    depth = len(target.layers)
+    tolerances, budgets = [], []
+    for i, layer in enumerate(target.layers):
+        gain = math.prod(norms[i + 1 :]) if i + 1 < depth else 1.0
+        budget = SAFETY * epsilon / depth / max(gain, 1e-12)
+        spread = (
+            math.sqrt(layer.kind.taps)
+            * (math.sqrt(layer.d_out) + math.sqrt(2 * layer.d_in))
+            * max(radii[i], 1e-12)
+        )
+        if layer.bias is not None:
+            spread += math.sqrt(layer.d_out * layer.kind.positions)
+        tolerances.append(min(1.0, budget * math.sqrt(3) / spread))
+        budgets.append(budget)
+    return tolerances, budgets
