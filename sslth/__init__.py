@@ -2,7 +2,7 @@
 
 __version__ = "0.2.0"
 
-from sslth.certify import certify, empirical_error  # noqa: E402
+from sslth.certify import empirical_error  # noqa: E402
 from sslth.construct import construct  # noqa: E402
 from sslth.errors import (  # noqa: E402
     ConfigError,
@@ -11,6 +11,7 @@ from sslth.errors import (  # noqa: E402
     TargetError,
     TicketNotFound,
 )
+from sslth.network import certify  # noqa: E402
 from sslth.report import Report  # noqa: E402
 from sslth.search import PruneOptions, prune  # noqa: E402
 from sslth.target import as_target  # noqa: E402

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -102,24 +103,68 @@ def _finished(out: Path) -> bool:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    """Load (which validates the file and recomputes the report), then compare: exit 1 with one
+    line when the recomputed ticket misses its stored ε or density, or differs from the report
+    stored in the file."""
     if args.samples < 1:
         raise ConfigError(f"--samples must be >= 1, got {args.samples}")
     if not Path(args.ticket).is_file():
         raise ConfigError(f"{args.ticket}: no ticket file there")
     device = resolve_device(args.device or "cpu")
-    ticket = sslth.load(args.ticket, device=device)
-    stored = ticket.report
-    report = ticket.evaluate(samples=args.samples, progress=True)
+    ticket = sslth.load(args.ticket, device=device, samples=args.samples)
+    report = ticket.report
     print(report)
-    if stored is not None:
-        print(
-            f"stored certified error {stored.certified_error:.6g}; recomputed "
-            f"{report.certified_error:.6g}"
-        )
-    if report.certified_error > report.epsilon:
-        print(f"sslth: certified error exceeds ε = {report.epsilon:g}", file=sys.stderr)
+    problems = verification_problems(ticket)
+    if problems:
+        print(f"sslth: verification failed: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_NOT_FOUND
+    print(
+        f"sslth: verified: certified error {report.certified_error:.6g} <= ε = "
+        f"{ticket.epsilon:g}, density {report.density:.6g} <= {ticket.density_limit:g}, and the "
+        "stored report matches the recomputation"
+    )
     return EXIT_OK
+
+
+_COMPARED = ("certified_error", "certified_error_exact", "density", "density_block")
+_COUNTED = ("random_params", "ticket_params", "target_params")
+
+
+def verification_problems(ticket: sslth.Ticket) -> list[str]:
+    """What is wrong with a loaded ticket, recomputed (empty when nothing is)."""
+    report, stored = ticket.report, ticket.stored_report
+    problems = []
+    if report.certified_error > ticket.epsilon:
+        problems.append(
+            f"recomputed certified error {report.certified_error:.6g} exceeds the stored "
+            f"ε = {ticket.epsilon:g}"
+        )
+    if report.density > ticket.density_limit:
+        problems.append(
+            f"recomputed density {report.density:.6g} exceeds the requested "
+            f"{ticket.density_limit:g}"
+        )
+    if stored is None:
+        problems.append("the file holds no report to compare with")
+        return problems
+    for name in _COMPARED:
+        mine, theirs = getattr(report, name), getattr(stored, name)
+        if not math.isclose(mine, theirs, rel_tol=1e-9, abs_tol=1e-15):
+            problems.append(f"stored {name} {theirs:.6g} != recomputed {mine:.6g}")
+    for name in _COUNTED:
+        if getattr(report, name) != getattr(stored, name):
+            problems.append(
+                f"stored {name} {getattr(stored, name)} != recomputed {getattr(report, name)}"
+            )
+    for name in ("n", "k"):
+        if getattr(report, name) != getattr(stored, name):
+            problems.append(
+                f"stored {name} {getattr(stored, name)} != recomputed {getattr(report, name)}"
+            )
+    for name in ("epsilon", "radius", "density_limit"):
+        if not math.isclose(getattr(stored, name), getattr(report, name), rel_tol=1e-12):
+            problems.append(f"stored report's {name} differs from the file's")
+    return problems
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,6 +40,7 @@ from sslth.kinds import DENSE, LayerKind
 from sslth.target import Target, TargetLayer
 
 ROWS_PER_DRAW = 4096  # part of the definition of the random stream: do not change
+SEED_LIMIT = 2**62  # layer seeds are taken modulo 2^62: larger seeds would repeat smaller ones
 _STREAM_U, _STREAM_U_BIAS, _STREAM_V = 0, 1, 2
 
 

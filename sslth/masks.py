@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from sslth.construct import PairSpec, SignInstances, input_of_neuron
+from sslth.modules import effective_parameter
 
 
 @dataclass
@@ -64,18 +65,6 @@ def apply_pair_masks(first: nn.Module, second: nn.Module, masks: PairMasks) -> N
     if first.bias is not None:
         prune.custom_from_mask(first, "bias", masks.first_bias_mask())
     prune.custom_from_mask(second, "weight", masks.second)
-
-
-def effective_parameter(module: nn.Module, name: str) -> torch.Tensor | None:
-    """What the forward pass uses for ``module.<name>``: ``<name>_orig * <name>_mask`` for a
-    tensor pruned with ``torch.nn.utils.prune`` (the cached attribute can be stale after a mask
-    is edited), else the parameter itself; detached."""
-    original = getattr(module, name + "_orig", None)
-    if original is not None:
-        mask = getattr(module, name + "_mask")
-        return (original * mask.to(dtype=original.dtype)).detach()
-    value = getattr(module, name, None)
-    return None if value is None else value.detach()
 
 
 def plain_copy(module: nn.Module) -> nn.Module:

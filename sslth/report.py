@@ -31,16 +31,21 @@ class LayerReport:
     weights_over_tolerance: int
     pair_error_norm: float  # E_i
     bias_error: float  # β_i
-    error_bound: float  # err_i of the certificate
+    error_bound: float  # err_i of the certificate (exact arithmetic)
+    rounding_bound: float = 0.0  # Δ_i: floating-point deviation of the module after pair i
 
 
 @dataclass
 class Report:
     epsilon: float
     radius: float
-    certified_error: float
+    certified_error: float  # certified_error_exact + rounding_error: the number that is certified
+    certified_error_exact: float  # the masked network in exact arithmetic
+    rounding_error: float  # the module's floating-point rounding, in ``arithmetic``
+    arithmetic: str  # the arithmetic certified: "float64", "float32", …
     empirical_error: float
     density: float  # kept / all weights of the random network (the paper's count)
+    density_limit: float  # the density asked for
     density_block: float  # kept / (block-diagonal U entries + V entries)
     random_params: int
     ticket_params: int
@@ -66,6 +71,10 @@ class Report:
     def meets_epsilon(self) -> bool:
         return self.certified_error <= self.epsilon
 
+    @property
+    def meets_density(self) -> bool:
+        return self.density <= self.density_limit
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -77,13 +86,16 @@ class Report:
 
     def __str__(self) -> str:
         ok = "yes" if self.meets_epsilon else "NO"
+        dense_ok = "yes" if self.meets_density else "NO"
         lines = [
             "sslth ticket report",
             f"  certified error   {self.certified_error:.6g}   (ε = {self.epsilon:g}, "
             f"radius {self.radius:g}; within ε: {ok})",
+            f"    = exact {self.certified_error_exact:.6g} + rounding {self.rounding_error:.3g}"
+            f"   (the module in {self.arithmetic}, inputs with ||x||_2 <= {self.radius:g})",
             f"  empirical error   {self.empirical_error:.6g}   (sphere samples + gradient ascent)",
-            f"  density           {self.density:.6g}   (kept / random params; block-diagonal "
-            f"count {self.density_block:.6g})",
+            f"  density           {self.density:.6g}   (kept / random params, limit "
+            f"{self.density_limit:g}: {dense_ok}; block-diagonal count {self.density_block:.6g})",
             f"  params            random {self.random_params:,}   ticket {self.ticket_params:,}   "
             f"target {self.target_params:,}",
             f"  overparam. m/m_t  {self.overparameterization:.4g}   ticket/target "
@@ -170,6 +182,7 @@ def layer_report(
         pair_error_norm=certificate_layer.pair_error_norm,
         bias_error=certificate_layer.bias_error,
         error_bound=certificate_layer.error_bound,
+        rounding_bound=certificate_layer.rounding_bound,
     )
 
 
@@ -181,6 +194,7 @@ def build_report(
     certificate: Certificate,
     empirical: float,
     epsilon: float,
+    density_limit: float,
     seed: int,
     device: str,
     solver: str,
@@ -193,8 +207,12 @@ def build_report(
         epsilon=float(epsilon),
         radius=certificate.radius,
         certified_error=certificate.bound,
+        certified_error_exact=certificate.exact,
+        rounding_error=certificate.rounding,
+        arithmetic=certificate.arithmetic,
         empirical_error=empirical,
         density=kept / random_params,
+        density_limit=float(density_limit),
         density_block=kept / block_params,
         random_params=random_params,
         ticket_params=kept,

@@ -13,6 +13,7 @@ from torch import nn
 
 from sslth.errors import TargetError, UnsupportedTargetError
 from sslth.kinds import DENSE, LayerKind
+from sslth.modules import effective_parameter, global_hook_problem, module_problem
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,32 @@ def _copy(tensor, name: str, dims: int) -> torch.Tensor:
     return copy
 
 
+def _check_computes_its_layers(model: nn.Sequential) -> None:
+    """Refuse a model whose forward is not the plain stack of its layers (see
+    :mod:`sslth.modules`), naming the module and the reason."""
+    problem = global_hook_problem()
+    if problem:
+        raise UnsupportedTargetError(f"the target cannot be certified: {problem}")
+    problem = module_problem(model, (nn.Sequential,))
+    if problem:
+        raise UnsupportedTargetError(
+            f"the target ({type(model).__name__}) {problem}, so its forward may not be the "
+            "stack of its layers; pass a plain nn.Sequential"
+        )
+    for position, module in enumerate(model):
+        allowed = (nn.Linear, nn.ReLU, nn.Flatten)
+        if not isinstance(module, allowed):
+            continue  # reported below with the supported structure
+        problem = module_problem(module, allowed)
+        if problem:
+            raise UnsupportedTargetError(
+                f"layer {position} ({type(module).__name__}) {problem}: the target would not "
+                "compute what its weights say; refusing rather than certifying another function"
+            )
+
+
 def _layers_from_sequential(model: nn.Sequential) -> tuple[list[tuple], bool]:
+    _check_computes_its_layers(model)
     modules = list(model)
     flatten = False
     if modules and isinstance(modules[0], nn.Flatten):
@@ -154,8 +180,9 @@ def _layers_from_sequential(model: nn.Sequential) -> tuple[list[tuple], bool]:
                     "nn.Linear and nn.ReLU (optionally starting with nn.Flatten)"
                 )
             name = f"layer {position} (Linear {module.in_features}->{module.out_features})"
-            weight = _copy(module.weight, f"{name} weight", 2)
-            bias = None if module.bias is None else _copy(module.bias, f"{name} bias", 1)
+            weight = _copy(effective_parameter(module, "weight"), f"{name} weight", 2)
+            bias = effective_parameter(module, "bias")
+            bias = None if bias is None else _copy(bias, f"{name} bias", 1)
             layers.append((name, weight, bias))
         else:
             if not isinstance(module, nn.ReLU):
@@ -186,6 +213,9 @@ def as_target(target, *, allow_bias: bool = True) -> Target:
     if isinstance(target, nn.Sequential):
         raw, flatten = _layers_from_sequential(target)
     elif isinstance(target, nn.Linear):
+        problem = module_problem(target, (nn.Linear,))
+        if problem:
+            raise UnsupportedTargetError(f"the target ({type(target).__name__}) {problem}")
         raw, flatten = _layers_from_sequential(nn.Sequential(target))
     elif isinstance(target, nn.Module):
         raise UnsupportedTargetError(
@@ -223,7 +253,9 @@ def as_target(target, *, allow_bias: bool = True) -> Target:
                 raise TargetError(f"{name} has a bias, which this operation does not support")
             if bias.shape != (weight.shape[0],):
                 raise TargetError(
-                    f"{name}: bias of shape {tuple(bias.shape)} does not match weight"
+                    f"{name}: bias of shape {tuple(bias.shape)} does not match weight of shape "
+                    f"{tuple(weight.shape)}; weights are (d_out, d_in), as in nn.Linear (for "
+                    "scikit-learn's coefs_, pass each matrix transposed)"
                 )
         previous_out = weight.shape[0]
         layers.append(TargetLayer(weight, bias))

@@ -67,6 +67,29 @@ def sum_density(k: int, z: float, distribution: str = PRODUCT) -> float:
     return float(max(np.trapezoid(values, dx=step) / math.pi, 0.0))
 
 
+def window_probability(
+    k: int, z: float, delta: float, distribution: str = PRODUCT
+) -> float:
+    """P(|S − z| < δ) for S a sum of k candidates: exact for k = 1 (where the product density
+    −ln|x|/2 is infinite at 0, so density × 2δ would be meaningless near z = 0), density × 2δ
+    beyond."""
+    if k != 1:
+        return 2.0 * delta * sum_density(k, z, distribution)
+    low, high = max(z - delta, -1.0), min(z + delta, 1.0)
+    if high <= low:
+        return 0.0
+    return _single_cdf(high, distribution) - _single_cdf(low, distribution)
+
+
+def _single_cdf(x: float, distribution: str) -> float:
+    """CDF on [−1, 1] of one candidate: Uniform[−1, 1] or the product of two."""
+    if distribution == UNIFORM:
+        return (x + 1.0) / 2.0
+    magnitude = abs(x)
+    half = 0.0 if magnitude == 0 else magnitude * (1.0 - math.log(magnitude)) / 2.0
+    return 0.5 + math.copysign(half, x)
+
+
 def poisson_lambda(n: float, k: int, delta: float, z: float, distribution: str = PRODUCT) -> float:
     """Expected number of k-subsets of n candidates whose sum is within δ of z."""
     return math.exp(log_binomial(n, k)) * 2.0 * delta * sum_density(k, z, distribution)

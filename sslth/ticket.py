@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import pickle
 import time
 from pathlib import Path
@@ -14,21 +15,25 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sslth.certify import (
-    block_pair_operator,
-    certify_operators,
-    empirical_error,
-    network_operators,
+from sslth.certify import block_pair_operator, certify_operators, empirical_error
+from sslth.construct import (
+    SEED_LIMIT,
+    PairSpec,
+    first_layer_diagonal,
+    layer_seed,
+    pair_modules,
+    second_layer_weight,
 )
-from sslth.construct import PairSpec, first_layer_diagonal, pair_modules, second_layer_weight
-from sslth.errors import NotATicketError
+from sslth.errors import NotATicketError, SslthError
 from sslth.kinds import kind_from_dict
 from sslth.masks import PairMasks, apply_pair_masks, plain_copy
+from sslth.network import network_operators, read_ticket_network
 from sslth.report import Report, build_report, layer_report
+from sslth.rounding import DTYPES, arithmetic_of
 from sslth.target import Target, TargetLayer
 
 FORMAT = "sslth-ticket"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class Ticket:
@@ -36,7 +41,8 @@ class Ticket:
 
     ``network`` is the random 2l-layer ``nn.Sequential`` with the ticket's masks attached through
     ``torch.nn.utils.prune`` (``weight_orig`` holds the untouched random weights, ``weight_mask``
-    the ticket). It is built on first use, regenerated from the seed.
+    the ticket), in the ticket's dtype (float64 by default). It is built on first use,
+    regenerated from the seed.
     """
 
     def __init__(
@@ -49,6 +55,8 @@ class Ticket:
         epsilon: float,
         radius: float,
         tolerances: list[float],
+        density_limit: float = 1.0,
+        dtype: torch.dtype = torch.float64,
         device: str | torch.device = "cpu",
         solver: str = "auto",
         report: Report | None = None,
@@ -60,10 +68,13 @@ class Ticket:
         self.epsilon = float(epsilon)
         self.radius = float(radius)
         self.tolerances = [float(t) for t in tolerances]
+        self.density_limit = float(density_limit)
+        self.dtype = dtype
         self.device = torch.device(device)
         self.solver = solver
         self._network: nn.Sequential | None = None
         self.report = report
+        self.stored_report: Report | None = None  # what a loaded file claimed (see verify)
 
     # ---------------------------------------------------------------- the network
     @property
@@ -78,15 +89,17 @@ class Ticket:
             first, second = pair_modules(spec)
             apply_pair_masks(first, second, masks)
             pairs.append((first, second))
-        return self.target.network(pairs).to(self.device)
+        return self.target.network(pairs).to(device=self.device, dtype=self.dtype)
 
     def export(self) -> nn.Sequential:
         """A plain ``nn.Sequential`` with the masks made permanent (pruned weights are zero).
 
         Follows ``torch.nn.utils.prune.remove`` on a copy: each pruned tensor becomes
         ``weight_orig * weight_mask`` as the forward pass computes it now, in the module's own
-        dtype and device, so ``ticket.network`` keeps its masks.
+        dtype and device, so ``ticket.network`` keeps its masks. The network is checked to be a
+        ticket's structure first (:func:`sslth.network.read_ticket_network`).
         """
+        read_ticket_network(self.target, self.network)
         return nn.Sequential(*[plain_copy(module) for module in self.network])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,20 +117,37 @@ class Ticket:
         """Recompute the report from the ticket's masks and weights (certificate, empirical
         error, densities, k), store it in ``self.report`` and return it.
 
-        When the dense network has been built, everything is read from its modules (so a
-        network edited in place is what gets certified). Otherwise the same figures come from
-        the compact masks and the random weights they can keep, regenerated from the seed (U's
-        block diagonal and bias, and V): the dense U, 2·n·d_in² entries of which preprocessing
-        keeps 2·n·d_in, is never materialized for a report.
+        When the dense network has been built, everything is read from its modules as their
+        forward pass uses them, in their dtype and on their device (so a network edited in
+        place is what gets certified, or refused if it is no longer a ticket). Otherwise the
+        same figures come from the compact masks and the random weights they can keep,
+        regenerated from the seed, for the ticket's dtype and device: the dense U, 2·n·d_in²
+        entries of which preprocessing keeps 2·n·d_in, is never materialized for a report.
+
+        Args:
+            samples: random sphere points of the empirical error (then gradient ascent).
+            ascent_steps: steps of its projected gradient ascent.
+            timings: seconds of earlier steps, carried into the report.
+            progress: show a progress bar.
+
+        Returns:
+            The report (also ``self.report``).
         """
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise SslthError(f"samples must be a positive integer, got {samples!r}")
         timings = dict(timings or {})
         bar = tqdm(total=2, desc="sslth: certifying", disable=not progress, leave=False)
         start = time.perf_counter()
         if self._network is not None:
-            operators, parts = self._parts_from_network()
+            operators, parts, arithmetic = self._parts_from_network()
         else:
             operators, parts = self._parts_from_masks()
-        certificate = certify_operators(self.target, operators, self.radius)
+            arithmetic = arithmetic_of(
+                self.dtype,
+                self.device,
+                convolution=any(len(spec.kind.kernel_shape) for spec in self.specs),
+            )
+        certificate = certify_operators(self.target, operators, self.radius, arithmetic)
         layer_reports = []
         for index, spec in enumerate(self.specs):
             first_kept, bias_mask, second_mask, diagonal = parts[index]
@@ -157,6 +187,7 @@ class Ticket:
             certificate=certificate,
             empirical=empirical,
             epsilon=self.epsilon,
+            density_limit=self.density_limit,
             seed=self.seed,
             device=str(self.device),
             solver=self.solver,
@@ -165,21 +196,24 @@ class Ticket:
         return self.report
 
     def _parts_from_network(self):
-        network = self.network
-        operators = network_operators(network, self.device)
-        linears = [m for m in network if hasattr(m, "weight")]
+        readings, arithmetic = read_ticket_network(self.target, self.network)
+        operators = network_operators(self.target, readings, self.device)
         parts = []
-        for index, spec in enumerate(self.specs):
-            first, second = linears[2 * index], linears[2 * index + 1]
-            weight_mask = getattr(first, "weight_mask", None)
-            weight_mask = (first.weight if weight_mask is None else weight_mask) != 0
-            bias_mask = None
-            if first.bias is not None:
-                bias_mask = getattr(first, "bias_mask", torch.ones_like(first.bias)) != 0
-            second_mask = getattr(second, "weight_mask", None)
-            second_mask = (second.weight if second_mask is None else second_mask) != 0
-            parts.append((weight_mask, bias_mask, second_mask, _diagonal_of(first, spec)))
-        return operators, parts
+        for index, (spec, reading) in enumerate(zip(self.specs, readings, strict=True)):
+            if reading.second_weight.shape != (spec.d_out, spec.hidden, *spec.kind.kernel_shape):
+                raise NotATicketError(
+                    f"pair {index + 1} of the network has V of shape "
+                    f"{tuple(reading.second_weight.shape)}, not the ticket's"
+                )
+            parts.append(
+                (
+                    reading.first_weight_mask,
+                    reading.first_bias_mask,
+                    reading.second_mask,
+                    _diagonal_of(reading, spec),
+                )
+            )
+        return operators, parts, arithmetic
 
     def _parts_from_masks(self):
         operators, parts = [], []
@@ -198,17 +232,22 @@ class Ticket:
 
     # ---------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
-        """Write the ticket to one file: tensors through ``torch.save`` and JSON metadata.
+        """Write the ticket to one file: tensors through ``torch.save``, JSON metadata, and a
+        SHA-256 over all of it.
 
         The random weights are not stored: they are regenerated from the seed on load and
-        checked against the checksums stored here.
+        checked against per-layer checksums stored here.
         """
         path = Path(path)
+        if path.exists() and path.is_dir():
+            raise NotATicketError(f"{path} is a folder; give a file name for the ticket")
         path.parent.mkdir(parents=True, exist_ok=True)
         metadata = {
             "seed": self.seed,
             "epsilon": self.epsilon,
             "radius": self.radius,
+            "density_limit": self.density_limit,
+            "dtype": str(self.dtype).replace("torch.", ""),
             "tolerances": self.tolerances,
             "solver": self.solver,
             "flatten_input": self.target.flatten_input,
@@ -227,6 +266,7 @@ class Ticket:
                 payload[f"target.{index}.bias"] = layer.bias.clone()
             payload[f"mask.{index}.kept_neurons"] = _pack(masks.kept_neurons)
             payload[f"mask.{index}.second"] = _pack(masks.second)
+        payload["content_sha256"] = _content_digest(payload)
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         tmp = path.with_name(path.name + ".tmp")
@@ -235,81 +275,184 @@ class Ticket:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> Ticket:
-        """Load a ticket saved by :meth:`save`. Never executes code from the file: it is read
-        with ``torch.load(weights_only=True)`` and every field is checked."""
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        samples: int = 2_000,
+    ) -> Ticket:
+        """Load a ticket saved by :meth:`save`, and recompute its report.
+
+        Never executes code from the file (``torch.load(weights_only=True)``). Refuses a file
+        whose content does not match its SHA-256, whose fields are not valid arguments (ε,
+        radius, density, seed, sizes, tolerances), whose target has NaN or Inf weights, or
+        whose random weights, regenerated from the seed, do not match their checksums. The
+        report is then recomputed from the masks and weights (``samples`` sphere points for the
+        empirical error); the file's own report is kept as ``stored_report``, for comparison
+        only.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            NotATicketError: any of the refusals above, naming the field.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no ticket file at {path}")
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
             raise NotATicketError(
-                f"{path} is not an sslth ticket (refused by the safe loader: {error})"
+                f"{path} is not an sslth ticket (refused by the safe loader: {detail})"
             ) from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise NotATicketError(f"{path} is not an sslth ticket (no '{FORMAT}' header)")
         if payload.get("format_version") != FORMAT_VERSION:
             raise NotATicketError(
-                f"{path}: unsupported ticket format version {payload.get('format_version')}"
+                f"{path}: ticket format version {payload.get('format_version')!r} is not "
+                f"{FORMAT_VERSION}; re-create the ticket with this sslth"
             )
+        if payload.get("content_sha256") != _content_digest(payload):
+            raise NotATicketError(
+                f"{path}: the content does not match its SHA-256 checksum (the file was "
+                "modified or damaged)"
+            )
+        ticket = _ticket_from_payload(payload, path, device)
+        ticket.evaluate(samples=samples)
+        return ticket
+
+
+def _field(metadata: dict, name: str, path: Path):
+    if name not in metadata:
+        raise NotATicketError(f"{path}: field {name!r} is missing")
+    return metadata[name]
+
+
+def _positive(metadata: dict, name: str, path: Path, *, upper: float | None = None) -> float:
+    value = _field(metadata, name, path)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise NotATicketError(f"{path}: {name} must be a number, got {value!r}")
+    if not (math.isfinite(value) and value > 0 and (upper is None or value <= upper)):
+        raise NotATicketError(f"{path}: {name} must be finite and > 0, got {value!r}")
+    return float(value)
+
+
+def _ticket_from_payload(payload: dict, path: Path, device) -> Ticket:
+    """Validate every field of a (checksum-verified) payload and build the ticket."""
+    try:
+        metadata = json.loads(payload["metadata"])
+    except (KeyError, TypeError, ValueError):
+        raise NotATicketError(f"{path}: metadata is missing or not JSON") from None
+    if not isinstance(metadata, dict):
+        raise NotATicketError(f"{path}: metadata is not a JSON object")
+    seed = _field(metadata, "seed", path)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise NotATicketError(f"{path}: seed must be an integer in [0, 2^62), got {seed!r}")
+    epsilon = _positive(metadata, "epsilon", path)
+    radius = _positive(metadata, "radius", path)
+    density_limit = _positive(metadata, "density_limit", path, upper=1.0)
+    dtype_name = _field(metadata, "dtype", path)
+    if dtype_name not in DTYPES:
+        raise NotATicketError(f"{path}: dtype must be one of {sorted(DTYPES)}, got {dtype_name!r}")
+    raw_specs = _field(metadata, "specs", path)
+    if not isinstance(raw_specs, list) or not raw_specs:
+        raise NotATicketError(f"{path}: specs must be a non-empty list")
+    specs = []
+    for index, raw in enumerate(raw_specs):
         try:
-            metadata = json.loads(payload["metadata"])
-            specs = [
-                PairSpec(**{**spec, "kind": kind_from_dict(spec.get("kind", {"kind": "dense"}))})
-                for spec in metadata["specs"]
-            ]
-            layers, masks = [], []
-            for index, spec in enumerate(specs):
-                weight = payload[f"target.{index}.weight"]
-                bias = payload.get(f"target.{index}.bias")
-                if not isinstance(weight, torch.Tensor) or weight.shape != (spec.d_out, spec.d_in):
-                    raise NotATicketError(f"target layer {index} does not match its random pair")
-                if spec.has_bias != (bias is not None):
-                    raise NotATicketError(
-                        f"target layer {index}: bias does not match its random pair"
-                    )
-                layers.append(
-                    TargetLayer(
-                        weight.to(torch.float64), None if bias is None else bias.to(torch.float64)
-                    )
-                )
-                masks.append(
-                    PairMasks(
-                        spec,
-                        _unpack(payload[f"mask.{index}.kept_neurons"], (spec.hidden,)),
-                        _unpack(payload[f"mask.{index}.second"], (spec.d_out, spec.hidden)),
-                    )
-                )
-            checksums = payload["checksums"]
-        except (KeyError, TypeError, ValueError) as error:
-            raise NotATicketError(f"{path}: malformed ticket file ({error!r})") from None
-        for index, spec in enumerate(specs):
-            if checksums[index] != random_weights_checksum(spec):
-                raise NotATicketError(
-                    f"{path}: the random weights regenerated from the seed for layer {index} do "
-                    "not match the stored checksum (tampered file, or a torch whose random "
-                    "stream differs)"
-                )
-        target = Target(tuple(layers), bool(metadata.get("flatten_input", False)))
-        report = metadata.get("report")
-        return cls(
-            target,
-            specs,
-            masks,
-            seed=metadata["seed"],
-            epsilon=metadata["epsilon"],
-            radius=metadata["radius"],
-            tolerances=metadata["tolerances"],
-            device=device,
-            solver=metadata.get("solver", "auto"),
-            report=None if report is None else Report.from_dict(report),
+            spec = PairSpec(**{**raw, "kind": kind_from_dict(raw.get("kind"))})
+        except (TypeError, AttributeError, NotATicketError) as error:
+            raise NotATicketError(f"{path}: spec of layer {index} is malformed ({error})") from None
+        for name in ("d_in", "d_out", "neurons_per_input"):
+            value = getattr(spec, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise NotATicketError(f"{path}: layer {index} {name} must be >= 1, got {value!r}")
+        if not isinstance(spec.has_bias, bool) or spec.seed != layer_seed(seed, index):
+            raise NotATicketError(f"{path}: layer {index}'s seed or bias flag is inconsistent")
+        specs.append(spec)
+    tolerances = _field(metadata, "tolerances", path)
+    if (
+        not isinstance(tolerances, list)
+        or len(tolerances) != len(specs)
+        or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0
+            for t in tolerances
         )
+    ):
+        raise NotATicketError(
+            f"{path}: tolerances must be {len(specs)} finite positive numbers, got {tolerances!r}"
+        )
+    checksums = payload.get("checksums")
+    if not isinstance(checksums, list) or len(checksums) != len(specs):
+        raise NotATicketError(f"{path}: checksums must be a list of {len(specs)} digests")
+    layers, masks = [], []
+    for index, spec in enumerate(specs):
+        weight = payload.get(f"target.{index}.weight")
+        bias = payload.get(f"target.{index}.bias")
+        shape = (spec.d_out, spec.d_in, *spec.kind.kernel_shape)
+        if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != shape:
+            raise NotATicketError(f"{path}: target layer {index} does not match its random pair")
+        if spec.has_bias != (bias is not None) or (
+            bias is not None
+            and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (spec.d_out,))
+        ):
+            raise NotATicketError(f"{path}: target layer {index}: bias does not match its pair")
+        for name, tensor in (("weight", weight), ("bias", bias)):
+            if tensor is not None and not torch.isfinite(tensor.to(torch.float64)).all():
+                raise NotATicketError(f"{path}: target layer {index} {name} has NaN or Inf")
+        layers.append(
+            TargetLayer(
+                weight.to(torch.float64),
+                None if bias is None else bias.to(torch.float64),
+                spec.kind,
+            )
+        )
+        masks.append(
+            PairMasks(
+                spec,
+                _unpack(payload.get(f"mask.{index}.kept_neurons"), (spec.hidden,), path),
+                _unpack(
+                    payload.get(f"mask.{index}.second"),
+                    (spec.d_out, spec.hidden, *spec.kind.kernel_shape),
+                    path,
+                ),
+            )
+        )
+    for index, spec in enumerate(specs):
+        if checksums[index] != random_weights_checksum(spec):
+            raise NotATicketError(
+                f"{path}: the random weights regenerated from the seed for layer {index} do "
+                "not match the stored checksum (tampered file, or a torch whose random "
+                "stream differs)"
+            )
+    target = Target(tuple(layers), bool(metadata.get("flatten_input", False)))
+    ticket = Ticket(
+        target,
+        specs,
+        masks,
+        seed=seed,
+        epsilon=epsilon,
+        radius=radius,
+        tolerances=[float(t) for t in tolerances],
+        density_limit=density_limit,
+        dtype=DTYPES[dtype_name],
+        device=device,
+        solver=str(metadata.get("solver", "auto")),
+    )
+    stored = metadata.get("report")
+    if stored is not None:
+        try:
+            ticket.stored_report = Report.from_dict(stored)
+        except (TypeError, ValueError, KeyError):
+            raise NotATicketError(f"{path}: the stored report is malformed") from None
+    return ticket
 
 
-def load(path: str | Path, *, device: str | torch.device = "cpu") -> Ticket:
-    """Load a ticket file written by :meth:`Ticket.save` (safe: no code is executed)."""
-    return Ticket.load(path, device=device)
+def load(path: str | Path, *, device: str | torch.device = "cpu", samples: int = 2_000) -> Ticket:
+    """Load a ticket file written by :meth:`Ticket.save` and recompute its report (safe: no
+    code is executed; see :meth:`Ticket.load`)."""
+    return Ticket.load(path, device=device, samples=samples)
 
 
 def random_weights_checksum(spec: PairSpec) -> str:
@@ -320,16 +463,29 @@ def random_weights_checksum(spec: PairSpec) -> str:
     return digest.hexdigest()
 
 
-def _diagonal_of(first: nn.Linear, spec: PairSpec) -> torch.Tensor:
+def _content_digest(payload: dict) -> str:
+    """SHA-256 over every field of a ticket file but the digest itself, in a fixed order."""
+    digest = hashlib.sha256()
+    for key in sorted(k for k in payload if k != "content_sha256"):
+        value = payload[key]
+        digest.update(key.encode())
+        if isinstance(value, torch.Tensor):
+            digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
+            digest.update(value.contiguous().numpy().tobytes())
+        else:
+            digest.update(json.dumps(value, sort_keys=True, default=repr).encode())
+    return digest.hexdigest()
+
+
+def _diagonal_of(reading, spec: PairSpec) -> torch.Tensor:
     """The random (unmasked) U entries of each neuron, read from the module."""
-    weight = getattr(first, "weight_orig", first.weight).detach()
+    weight = reading.first_original
     weight = weight.reshape(weight.shape[0], weight.shape[1])
     rows = torch.arange(spec.block_size * spec.d_in, device=weight.device)
     diagonal = torch.empty(spec.hidden, dtype=weight.dtype, device=weight.device)
     diagonal[rows] = weight[rows, rows // spec.block_size]
     if spec.has_bias:
-        bias = getattr(first, "bias_orig", first.bias).detach()
-        diagonal[len(rows) :] = bias[len(rows) :]
+        diagonal[len(rows) :] = reading.first_bias_original[len(rows) :]
     return diagonal
 
 
@@ -337,11 +493,11 @@ def _pack(mask: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.packbits(mask.cpu().numpy().astype(np.uint8).reshape(-1)))
 
 
-def _unpack(packed, shape: tuple[int, ...]) -> torch.Tensor:
-    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
-        raise NotATicketError("mask is not a packed uint8 tensor")
+def _unpack(packed, shape: tuple[int, ...], path: Path) -> torch.Tensor:
+    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8 or packed.dim() != 1:
+        raise NotATicketError(f"{path}: a mask is missing or not a packed uint8 tensor")
     count = int(np.prod(shape))
     bits = np.unpackbits(packed.numpy())
     if bits.size < count or bits.size - count >= 8:
-        raise NotATicketError(f"mask of {bits.size} bits does not fit shape {shape}")
+        raise NotATicketError(f"{path}: a mask of {bits.size} bits does not fit shape {shape}")
     return torch.from_numpy(bits[:count].astype(bool)).reshape(shape)

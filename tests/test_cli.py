@@ -54,7 +54,7 @@ def test_prune_writes_results_and_skips_finished_run(tmp_path, capsys):
     assert len(list(out.iterdir())) == 2
     # verify re-certifies from the file
     assert main(["verify", str(run / "ticket.pt"), "--samples", "500"]) == 0
-    assert "recomputed" in capsys.readouterr().out
+    assert "sslth: verified" in capsys.readouterr().out
 
 
 def test_prune_from_a_state_dict(tmp_path):

@@ -142,8 +142,10 @@ def run(
 
     with torch.no_grad():
         # float64 shows the approximation itself; float32 is what a user runs
-        ticket_logits = ticket.export().double()(data.x_test.double())
-        ticket_logits32 = ticket.network(data.x_test)
+        # the certified module, in its own dtype (float64 unless asked otherwise)
+        ticket_logits = ticket.network(data.x_test.to(ticket.dtype)).double()
+        # for information: the same masks run in float32 (not what was certified)
+        ticket_logits32 = ticket.export().float()(data.x_test)
     target_pred = target_logits.argmax(dim=1)
     ticket_pred = ticket_logits.argmax(dim=1)
     difference = target_logits - ticket_logits
@@ -184,9 +186,7 @@ def run(
 
 
 def _certificate_layers(ticket: sslth.Ticket):
-    from sslth.certify import certify_operators, network_operators
-
-    return certify_operators(ticket.target, network_operators(ticket.network), ticket.radius).layers
+    return sslth.certify(ticket.target, ticket.network, ticket.radius).layers
 
 
 def plot_logits(
@@ -196,59 +196,15 @@ def plot_logits(
     certified: float,
     path: Path,
 ) -> None:
-    """Target against ticket logits over the test set: every point on the diagonal."""
-    import matplotlib
+    """Per-example logit deviation against ε and the certified bound: see
+    :func:`sslth.plot.logits`."""
+    from sslth import plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4.5))
-    t, g = target_logits.flatten().numpy(), ticket_logits.flatten().numpy()
-    axes[0].scatter(t, g, s=2, alpha=0.4)
-    low, high = float(min(t.min(), g.min())), float(max(t.max(), g.max()))
-    axes[0].plot([low, high], [low, high], color="black", linewidth=0.8)
-    axes[0].set_xlabel("target logit")
-    axes[0].set_ylabel("ticket logit")
-    axes[0].set_title("test-set logits")
-    deviation = torch.linalg.vector_norm(target_logits - ticket_logits, dim=1).numpy()
-    axes[1].hist(deviation, bins=40)
-    axes[1].axvline(epsilon, color="red", linestyle="--", label=f"ε = {epsilon:.3g}")
-    axes[1].axvline(certified, color="orange", linestyle=":", label=f"certified {certified:.3g}")
-    axes[1].set_xlabel("||target − ticket||₂ per test image")
-    axes[1].set_ylabel("images")
-    axes[1].legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    plot.logits(target_logits, ticket_logits, epsilon, certified, path)
 
 
 def plot_masks(ticket: sslth.Ticket, path: Path) -> None:
-    """Each pair's masks: V's (d_out × hidden) and which neurons of U are kept, by block."""
-    import matplotlib
+    """Each pair's masks with a colour key: see :func:`sslth.plot.masks`."""
+    from sslth import plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pairs = len(ticket.masks)
-    figure, axes = plt.subplots(
-        pairs, 2, figsize=(12, 3 * pairs), squeeze=False, gridspec_kw={"width_ratios": [4, 1]}
-    )
-    for index, masks in enumerate(ticket.masks):
-        spec = masks.spec
-        axes[index, 0].imshow(
-            masks.second.numpy(), aspect="auto", cmap="Greys", interpolation="nearest"
-        )
-        axes[index, 0].set_title(
-            f"pair {index + 1}: V mask ({spec.d_out} × {spec.hidden}), "
-            f"{float(masks.second.double().mean()):.3f} kept"
-        )
-        axes[index, 0].set_xlabel("hidden neuron")
-        axes[index, 0].set_ylabel("output")
-        kept = masks.kept_neurons.view(spec.blocks, spec.block_size).numpy()
-        axes[index, 1].imshow(kept, aspect="auto", cmap="Greys", interpolation="nearest")
-        axes[index, 1].set_title("U: kept neurons")
-        axes[index, 1].set_xlabel("neuron in block")
-        axes[index, 1].set_ylabel("block (input; last = bias)" if spec.has_bias else "block")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    plot.masks(ticket, path)

@@ -19,8 +19,10 @@ from tqdm.auto import tqdm
 from sslth.device import resolve_device
 from sslth.errors import ConfigError, TicketNotFound
 from sslth.options import describe
+from sslth.rounding import DTYPES
 from sslth.search.loop import Candidate, Search
 from sslth.search.options import PruneOptions
+from sslth.search.plan import SAFETY
 from sslth.search.refine import refine
 from sslth.subset_sum import make_solver
 from sslth.target import as_target
@@ -88,6 +90,8 @@ def _ticket(search: Search, best: Candidate, start: float) -> Ticket:
         epsilon=options.epsilon,
         radius=options.radius,
         tolerances=[s.tolerance for s in best.solutions],
+        density_limit=options.density,
+        dtype=DTYPES[options.dtype],
         device=search.device,
         solver=options.method if isinstance(options.method, str) else repr(options.method),
     )
@@ -100,6 +104,15 @@ def _ticket(search: Search, best: Candidate, start: float) -> Ticket:
         tqdm.write(
             f"sslth: certified error {report.certified_error:.4g} (ε = {options.epsilon:g}), "
             f"density {report.density:.4g}"
+        )
+    if report.rounding_error >= options.epsilon * SAFETY and report.meets_density:
+        raise TicketNotFound(
+            f"the {report.arithmetic} rounding term alone is {report.rounding_error:.3g}, beyond "
+            f"what ε = {options.epsilon:g} leaves room for (the exact part is "
+            f"{report.certified_error_exact:.3g}): a {report.arithmetic} module cannot be "
+            "certified to this ε. Use dtype='float64' (its rounding is ~1e-9 of float32's), or "
+            "raise ε.",
+            best=ticket,
         )
     if report.certified_error > options.epsilon or report.density > options.density:
         sizes = best.sizes

@@ -3,12 +3,13 @@ left over its tolerance (docs/design.md, "The search", step 3)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from sslth.certify import PairOperator
+from sslth.certify import PairOperator, PairStats
 from sslth.construct import PairSpec, RandomPair, SignInstances, subset_sum_instances
+from sslth.errors import SslthError
 from sslth.masks import PairMasks, masks_from_picks
 from sslth.subset_sum import Exact, Solver, solve
 from sslth.target import TargetLayer
@@ -16,7 +17,7 @@ from sslth.target import TargetLayer
 REPAIR_MAX_WORK = 50_000_000  # subsets per row the exact search may enumerate on a repair
 
 
-class BlockTooSmall(ValueError):
+class BlockTooSmall(SslthError, ValueError):
     """A block of the random pair has fewer than k neurons of a sign: no exact-k pick exists
     there (a larger n, a smaller k or another seed is needed)."""
 
@@ -28,43 +29,101 @@ class LayerSolution:
     spec: PairSpec
     k: int
     tolerance: float
+    pair: RandomPair
     positive: SignInstances
     negative: SignInstances
     picks: list[torch.Tensor]  # (B, m) bool per sign
     errors: list[torch.Tensor]  # (B,) float64 per sign, recomputed from picks
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def changed(self) -> None:
+        """Forget what was derived from the picks (call after changing them)."""
+        self._cache.clear()
 
     def operator(self) -> PairOperator:
         """A, B and the bias offset from the picked values (the same function the masked pair
-        computes, which the final report re-derives from the network)."""
+        computes, which the final report re-derives from the masks), with the magnitudes the
+        rounding term needs."""
+        if "operator" not in self._cache:
+            self._cache["operator"] = self._operator()
+        return self._cache["operator"]
+
+    def _place(self, per_instance: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Per-instance sums placed into (A-shaped, B-shaped, offset) tensors."""
         spec = self.spec
         device = self.positive.values.device
-        sums = [
-            torch.where(pick, inst.values, 0.0).sum(dim=1)
-            for inst, pick in zip((self.positive, self.negative), self.picks, strict=True)
-        ]
         positive = torch.zeros(spec.rows, spec.d_in, dtype=torch.float64, device=device)
         negative = torch.zeros_like(positive)
         offset = torch.zeros(spec.rows, dtype=torch.float64, device=device)
         row, block = self.positive.row_of.to(device), self.positive.block_of.to(device)
         weight = block < spec.d_in
-        positive[row[weight], block[weight]] = sums[0][weight]
-        offset[row[~weight]] = sums[0][~weight]
+        positive[row[weight], block[weight]] = per_instance[0][weight]
+        offset[row[~weight]] = per_instance[0][~weight]
         row, block = self.negative.row_of.to(device), self.negative.block_of.to(device)
-        negative[row, block] = -sums[1]
+        negative[row, block] = per_instance[1]
         kind = spec.kind
         if kind.taps > 1:
             offset = offset.view(spec.d_out, kind.taps).sum(dim=1)
+        return kind.from_rows(positive, spec.d_out), kind.from_rows(negative, spec.d_out), offset
+
+    def _operator(self) -> PairOperator:
+        instances = (self.positive, self.negative)
+        sums = [
+            torch.where(pick, inst.values, 0.0).sum(dim=1)
+            for inst, pick in zip(instances, self.picks, strict=True)
+        ]
+        positive, negative, offset = self._place([sums[0], -sums[1]])
+        magnitudes = [
+            torch.where(pick, inst.values.abs(), 0.0).sum(dim=1)
+            for inst, pick in zip(instances, self.picks, strict=True)
+        ]
+        abs_positive, abs_negative, abs_offset = self._place(magnitudes)
         return PairOperator(
-            kind.from_rows(positive, spec.d_out),
-            kind.from_rows(negative, spec.d_out),
+            positive,
+            negative,
             offset,
-            kind,
+            self.spec.kind,
+            self._stats(abs_positive, abs_negative, abs_offset),
+        )
+
+    def _stats(self, abs_positive, abs_negative, abs_offset) -> PairStats:
+        """The magnitudes of :class:`PairStats` from the masks and the pair's weights (the same
+        quantities :func:`sslth.certify.block_pair_operator` reads from a masked pair)."""
+        spec, masks = self.spec, self.masks()
+        kind = spec.kind
+        diagonal = self.pair.diagonal.to(torch.float64)
+        kept = masks.kept_neurons
+        weight_rows = spec.block_size * spec.d_in
+        squares = torch.where(kept, diagonal * diagonal, 0.0)[:weight_rows]
+        first_norm = float(squares.view(spec.d_in, spec.block_size).sum(dim=1).max().sqrt())
+        bias_values = torch.where(kept, diagonal, 0.0)[weight_rows:]
+        matrix = kind.to_rows(masks.second)  # (rows, hidden) bool
+        magnitude = kind.to_rows(self.pair.second).abs() * matrix
+        row_abs = magnitude.sum(dim=1, dtype=torch.float64).view(spec.d_out, kind.taps)
+        column_abs = magnitude.view(spec.d_out, kind.taps, spec.hidden).sum(
+            dim=0, dtype=torch.float64
+        )
+        norm = (row_abs.max(dim=0).values * column_abs.max(dim=1).values).sqrt().sum()
+        fan_in = matrix.sum(dim=1).view(spec.d_out, kind.taps).sum(dim=1)
+        device = abs_positive.device
+        return PairStats(
+            abs_positive=abs_positive,
+            abs_negative=abs_negative,
+            abs_offset=abs_offset,
+            first_norm=first_norm,
+            first_bias_norm=float(torch.linalg.vector_norm(bias_values)),
+            first_fan_in=int(bool(kept.any())),
+            second_fan_in=int(fan_in.max()) if fan_in.numel() else 0,
+            second_norm=float(norm.to(device)),
+            terms_per_entry=spec.block_size + 1,
         )
 
     def masks(self) -> PairMasks:
-        return masks_from_picks(
-            self.spec, [(self.positive, self.picks[0]), (self.negative, self.picks[1])]
-        )
+        if "masks" not in self._cache:
+            self._cache["masks"] = masks_from_picks(
+                self.spec, [(self.positive, self.picks[0]), (self.negative, self.picks[1])]
+            )
+        return self._cache["masks"]
 
     def kept(self) -> int:
         """Weights the masks keep: the U entries of used neurons and the picked V entries."""
@@ -146,7 +205,7 @@ def solve_layer(
         mask, error = _solve_rows(instances, slice(None), k, tolerance, solver, generator)
         picks.append(mask)
         errors.append(error)
-    return LayerSolution(spec, k, tolerance, positive, negative, picks, errors)
+    return LayerSolution(spec, k, tolerance, pair, positive, negative, picks, errors)
 
 
 def _resolve_over(
@@ -165,6 +224,7 @@ def _resolve_over(
         better = error < solution.errors[sign][rows]
         solution.picks[sign][rows[better]] = mask[better]
         solution.errors[sign][rows[better]] = error[better]
+    solution.changed()
 
 
 def repair(solution: LayerSolution) -> None:

@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 
 from sslth.certify import Certificate, certify_operators
 from sslth.construct import PairSpec, layer_seed
-from sslth.errors import TicketNotFound
-from sslth.search.layer import LayerSolution, repair, solve_layer, tighten
+from sslth.errors import ConfigError, TicketNotFound
+from sslth.rounding import DTYPES, arithmetic_of
+from sslth.search.layer import BlockTooSmall, LayerSolution, repair, solve_layer, tighten
 from sslth.search.options import PruneOptions
 from sslth.search.plan import SAFETY, LayerPlan, choose_k, initial_tolerances, plan_layer
 from sslth.target import Target
@@ -67,10 +68,19 @@ class Candidate:
 
 
 def layer_share(certificate: Certificate, i: int) -> float:
-    """Layer i's first-order share of the certificate: (E_i r_{i−1} + β_i) Π_{j>i} P_j."""
+    """How much of the certificate's exact part layer i is responsible for: the amount by
+    which the bound would drop if the layer's pair were exact (E_i = β_i = 0).
+
+    The bound is linear in err_i with coefficient Π_{j>i} (P_j + E_j), and err_i loses
+    E_i (r_{i−1} + err_{i−1}) + β_i, so the share is that product. It counts the layer's
+    own error, and its role in amplifying the errors below it: a layer above a zero target
+    layer (P = 0, r = 0) still gets its share.
+    """
     layer = certificate.layers[i]
-    gain = math.prod(c.weight_norm for c in certificate.layers[i + 1 :])
-    return (layer.pair_error_norm * layer.input_radius + layer.bias_error) * gain
+    error_below = certificate.layers[i - 1].error_bound if i > 0 else 0.0
+    gain = math.prod(c.weight_norm + c.pair_error_norm for c in certificate.layers[i + 1 :])
+    own = layer.pair_error_norm * (layer.input_radius + error_below) + layer.bias_error
+    return own * gain
 
 
 class Search:
@@ -86,6 +96,11 @@ class Search:
         self.fixed_k = options.per_layer("k", depth)
         self.states: list[LayerState] = []
         self.budgets: list[float] = []
+        self.arithmetic = arithmetic_of(
+            DTYPES[options.dtype],
+            device,
+            convolution=any(len(layer.kind.kernel_shape) for layer in target.layers),
+        )
         self.best: Candidate | None = None
         self.timings: dict[str, float] = {}
         self.solve_seconds = 0.0
@@ -147,6 +162,8 @@ class Search:
             candidate = self.evaluate()
             if candidate.bound <= self.options.epsilon and candidate.meets_density:
                 break
+            if self.certificate.rounding >= SAFETY * self.options.epsilon:
+                break  # only a different arithmetic helps: prune() says which
             stalled = candidate.bound > STALL * last_bound
             if candidate.meets_density and stalled and self.fixed_n is not None:
                 break  # tightening no longer pays: the sizes were fixed by the caller
@@ -164,22 +181,49 @@ class Search:
         self.solve_seconds += time.perf_counter() - start
 
     def solve_missing(self) -> None:
-        """Draw and solve every layer that has no solution (new sizes, or the first round)."""
+        """Draw and solve every layer that has no solution (new sizes, or the first round).
+
+        Raises:
+            ConfigError: the caller's n and k leave a block with fewer than k neurons of a
+                sign.
+            TicketNotFound: no larger network within the limits has such blocks filled.
+        """
         start = time.perf_counter()
         for i, (layer, state) in enumerate(zip(self.target.layers, self.states, strict=True)):
-            if state.solution is None:
-                state.solution = solve_layer(
-                    self.spec(i, state.n),
-                    layer,
-                    state.k,
-                    state.tolerance,
-                    index=i,
-                    device=self.device,
-                    solver=self.solver,
-                )
-                state.repaired = False
-                self.bar.update(1)
+            if state.solution is not None:
+                continue
+            while state.solution is None:
+                try:
+                    state.solution = solve_layer(
+                        self.spec(i, state.n),
+                        layer,
+                        state.k,
+                        state.tolerance,
+                        index=i,
+                        device=self.device,
+                        solver=self.solver,
+                    )
+                except BlockTooSmall as error:
+                    self.fill_blocks(i, error)
+            state.repaired = False
+            self.bar.update(1)
         self.solve_seconds += time.perf_counter() - start
+
+    def fill_blocks(self, i: int, error: BlockTooSmall) -> None:
+        """A block of layer i's random pair has fewer than k neurons of a sign: the search
+        grows n (or, with n fixed, lowers k); only a caller who fixed both is told to."""
+        state = self.states[i]
+        if self.fixed_n is None:
+            if not self.grow(i, start=state.n + 1):
+                raise TicketNotFound(
+                    f"layer {i + 1}: {error}; no larger random network within "
+                    f"max_random_params = {self.options.max_random_params:,} was found"
+                ) from None
+            self.bar.total += 1
+        elif self.fixed_k is None and state.k > 1:
+            state.k -= 1
+        else:
+            raise ConfigError(str(error)) from None
 
     def spec(self, i: int, n: int) -> PairSpec:
         layer = self.target.layers[i]
@@ -198,7 +242,7 @@ class Search:
 
     def certify(self) -> Certificate:
         operators = [state.solution.operator() for state in self.states]
-        return certify_operators(self.target, operators, self.options.radius)
+        return certify_operators(self.target, operators, self.options.radius, self.arithmetic)
 
     def evaluate(self) -> Candidate:
         """Certify the current solutions, remember the best candidate, and return this one."""
@@ -229,8 +273,10 @@ class Search:
         return True
 
     def reduce_error(self, certificate: Certificate) -> None:
-        """Certificate over ε: act on every layer whose share is over its budget."""
-        scale = SAFETY * self.options.epsilon / certificate.bound
+        """Certificate over ε: act on every layer whose share is over its budget (the budgets
+        shrink by what the rounding term takes)."""
+        room = max(self.options.epsilon - certificate.rounding, 0.0)
+        scale = SAFETY * room / max(certificate.exact, 1e-300)
         for i, state in enumerate(self.states):
             share = layer_share(certificate, i)
             if share <= self.budgets[i] * scale:
@@ -243,10 +289,11 @@ class Search:
                 state.repaired = True
                 continue
             if solution.unsolved_fraction() > 0 and self.fixed_n is None and self.grow(i):
+                self.bar.total += 1
                 continue
             self.tighten(i, scale * self.budgets[i] / max(share, 1e-300))
 
-    def grow(self, i: int) -> bool:
+    def grow(self, i: int, start: int | None = None) -> bool:
         """What is left was proved out of reach in this random network (or beyond the search's
         budget): only a larger network helps. False when none is within the limits."""
         state = self.states[i]
@@ -254,14 +301,14 @@ class Search:
             self.target.layers[i],
             self.options.density,
             state.tolerance,
-            start=int(math.ceil(state.n * GROW_ON_UNSOLVED)),
+            start=start if start is not None else int(math.ceil(state.n * GROW_ON_UNSOLVED)),
             k=None if self.fixed_k is None else self.fixed_k[i],
             max_params=self.options.max_random_params,
         )
         if sizes is None:
             return False
         state.n, state.k = sizes
-        self._redraw(state)
+        state.solution = None
         return True
 
     def tighten(self, i: int, ratio: float) -> None:

@@ -7,12 +7,13 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from sslth.construct import SEED_LIMIT
 from sslth.errors import ConfigError
 from sslth.options import check_positive, check_value, option
+from sslth.rounding import DTYPES
 from sslth.subset_sum import SOLVERS, Solver
 
 DEFAULT_MAX_RANDOM_PARAMS = 200_000_000
-SEED_LIMIT = 2**62  # layer seeds are taken modulo 2^62: larger seeds repeat smaller ones
 
 
 @dataclass
@@ -48,6 +49,11 @@ class PruneOptions:
         10_000, help="random points of the sphere for the report's empirical error"
     )
     refine: bool = option(True, help="after a first success, shrink n of small layers")
+    dtype: str = option(
+        "float64",
+        help="dtype of ticket.network, whose floating-point rounding the certificate covers: "
+        "'float64' (rounding negligible) or 'float32' (rounding can exceed a small ε)",
+    )
     progress: bool = option(True, help="show progress bars", cli=False)
 
     def __post_init__(self) -> None:
@@ -69,6 +75,8 @@ class PruneOptions:
                     raise ConfigError(f"{name} must be positive integers, got {v!r}")
         if self.max_random_params < 1:
             raise ConfigError(f"max_random_params must be >= 1, got {self.max_random_params}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         if self.empirical_samples < 1:
             raise ConfigError(f"empirical_samples must be >= 1, got {self.empirical_samples}")
         if not isinstance(self.method, Solver) and self.method not in SOLVERS:

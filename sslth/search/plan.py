@@ -92,8 +92,9 @@ def choose_k(layer: TargetLayer, n: int, density: float) -> int:
 
 
 @lru_cache(maxsize=4096)
-def _log_density(k: int, z: float) -> float:
-    return math.log(max(theory.sum_density(k, z, theory.PRODUCT), 1e-300))
+def _log_window(k: int, z: float, tolerance: float) -> float:
+    """log P(a sum of k candidates lands within the tolerance of z)."""
+    return math.log(max(theory.window_probability(k, z, tolerance, theory.PRODUCT), 1e-300))
 
 
 def predicted_solvable(
@@ -104,9 +105,7 @@ def predicted_solvable(
     n_sign = thin_block_neurons(n, blocks)
     if n_sign < k:
         return False
-    log_lambda = (
-        theory.log_binomial(n_sign, k) + math.log(2 * tolerance) + _log_density(k, round(z_max, 3))
-    )
+    log_lambda = theory.log_binomial(n_sign, k) + _log_window(k, round(z_max, 3), tolerance)
     return log_lambda >= math.log(math.log(max(instances, 2)) + 3)
 
 
@@ -176,14 +175,21 @@ def layer_radii(target: Target, radius: float, norms: list[float]) -> list[float
 def initial_tolerances(
     target: Target, epsilon: float, radius: float
 ) -> tuple[list[float], list[float]]:
-    """Per-layer tolerances δ_i and first-order budgets (see the module docstring)."""
+    """Per-layer tolerances δ_i and error budgets (see the module docstring).
+
+    Returns:
+        (tolerances, budgets): layer i's budget is its share SAFETY·ε/l of the certificate,
+        measured after the layers above it (as :func:`sslth.search.loop.layer_share` is);
+        its tolerance aims (E_i r_{i−1} + β_i) Π_{j>i} P_j at that budget.
+    """
     norms = [layer.kind.operator_norm(layer.weight) for layer in target.layers]
     radii = layer_radii(target, radius, norms)
     depth = len(target.layers)
     tolerances, budgets = [], []
     for i, layer in enumerate(target.layers):
         gain = math.prod(norms[i + 1 :]) if i + 1 < depth else 1.0
-        budget = SAFETY * epsilon / depth / max(gain, 1e-12)
+        share = SAFETY * epsilon / depth
+        budget = share / max(gain, 1e-12)  # before the gain of the layers above
         spread = (
             math.sqrt(layer.kind.taps)
             * (math.sqrt(layer.d_out) + math.sqrt(2 * layer.d_in))
@@ -192,5 +198,5 @@ def initial_tolerances(
         if layer.bias is not None:
             spread += math.sqrt(layer.d_out * layer.kind.positions)
         tolerances.append(min(1.0, budget * math.sqrt(3) / spread))
-        budgets.append(budget)
+        budgets.append(share)
     return tolerances, budgets

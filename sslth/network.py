@@ -1,0 +1,201 @@
+"""Reading a ticket network exactly as it runs, and certifying it.
+
+:func:`read_ticket_network` accepts only the structure a ticket has (the target's layout, each
+layer replaced by its pair U, ReLU, V), with plain modules and no hooks other than
+``torch.nn.utils.prune``'s, and reads the weights the forward pass uses (``weight_orig *
+weight_mask``). Anything else is refused with :class:`~sslth.errors.NotATicketError` naming the
+module: a certificate is only ever issued for the function the network computes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sslth.certify import Certificate, PairOperator, certify_operators, pair_operator
+from sslth.errors import NotATicketError
+from sslth.modules import effective_parameter, global_hook_problem, module_problem
+from sslth.rounding import Arithmetic, arithmetic_of
+from sslth.target import Target, as_target
+
+
+@dataclass
+class PairReading:
+    """One pair of a ticket network as its forward pass sees it."""
+
+    first_weight: torch.Tensor  # U, effective (original times mask)
+    first_bias: torch.Tensor | None  # c, effective
+    second_weight: torch.Tensor  # V, effective
+    first_weight_mask: torch.Tensor  # bool, U's shape: its mask, or its non-zeros if unpruned
+    first_bias_mask: torch.Tensor | None
+    second_mask: torch.Tensor  # bool, V's shape
+    first_original: torch.Tensor  # U before masking (weight_orig, or the weight itself)
+    first_bias_original: torch.Tensor | None
+
+
+def _mask(module: nn.Module, name: str) -> torch.Tensor:
+    mask = getattr(module, name + "_mask", None)
+    if mask is not None:
+        return mask.detach() != 0
+    return effective_parameter(module, name) != 0
+
+
+def _expected_layout(target: Target) -> list[tuple[str, object]]:
+    """(role, layer index or None) per module of a ticket network for ``target``."""
+    layout: list[tuple[str, object]] = [("flatten", None)] if target.flatten_input else []
+    for index in range(len(target.layers)):
+        layout += [("first", index), ("relu", None), ("second", index)]
+        if index < len(target.layers) - 1:
+            layout.append(("relu", None))
+    return layout
+
+
+def read_ticket_network(target: Target, network: nn.Module) -> tuple[list[PairReading], Arithmetic]:
+    """The pairs of ``network`` and its arithmetic, if it has exactly a ticket's structure for
+    ``target``.
+
+    Raises:
+        NotATicketError: naming the first module that is not what a ticket holds there.
+    """
+    problem = global_hook_problem()
+    if problem:
+        raise NotATicketError(f"the network cannot be certified: {problem}")
+    problem = module_problem(network, (nn.Sequential,))
+    if problem:
+        raise NotATicketError(f"the network ({type(network).__name__}) {problem}")
+    modules = list(network)
+    layout = _expected_layout(target)
+    if len(modules) != len(layout):
+        raise NotATicketError(
+            f"the network has {len(modules)} modules where a ticket for this target has "
+            f"{len(layout)} ({' '.join(role for role, _ in layout)})"
+        )
+    readings: list[PairReading] = []
+    first = None
+    dtypes, devices = set(), set()
+    for position, (module, (role, index)) in enumerate(zip(modules, layout, strict=True)):
+        name = f"module {position} ({type(module).__name__})"
+        if role == "flatten":
+            _check(module, (nn.Flatten,), name, "nn.Flatten")
+            if module.start_dim != 1 or module.end_dim != -1:
+                raise NotATicketError(f"{name}: a ticket flattens with start_dim=1, end_dim=-1")
+        elif role == "relu":
+            _check(module, (nn.ReLU,), name, "nn.ReLU")
+        else:
+            layer = target.layers[index]
+            expected = (
+                layer.kind.module_types() if hasattr(layer.kind, "module_types") else (nn.Linear,)
+            )
+            _check(module, expected, name, " or ".join(t.__name__ for t in expected))
+            for param in ("weight", "bias"):
+                value = effective_parameter(module, param)
+                if value is None:
+                    continue
+                dtypes.add(value.dtype)
+                devices.add(value.device.type)
+                if not torch.isfinite(value).all():
+                    raise NotATicketError(f"{name}: its {param} has NaN or Inf entries")
+            if role == "first":
+                _check_shape(module, layer, name, first=True)
+                first = module
+                continue
+            _check_shape(module, layer, name, first=False)
+            if effective_parameter(module, "bias") is not None and bool(
+                (effective_parameter(module, "bias") != 0).any()
+            ):
+                raise NotATicketError(f"{name}: the second layer of a pair has no bias")
+            readings.append(_reading(first, module))
+    if len(dtypes) > 1 or len(devices) > 1:
+        raise NotATicketError(
+            f"the network mixes dtypes {sorted(map(str, dtypes))} or devices {sorted(devices)}"
+        )
+    dtype = dtypes.pop() if dtypes else torch.float32
+    device = devices.pop() if devices else "cpu"
+    convolution = any(isinstance(m, nn.Conv2d) for m in modules)
+    return readings, arithmetic_of(dtype, device, convolution=convolution)
+
+
+def _check(module: nn.Module, expected: tuple[type, ...], name: str, what: str) -> None:
+    problem = module_problem(module, expected)
+    if problem:
+        raise NotATicketError(f"{name} {problem}: a ticket has a plain {what} there")
+
+
+def _check_shape(module: nn.Module, layer, name: str, *, first: bool) -> None:
+    weight = effective_parameter(module, "weight")
+    if first and weight.shape[1] != layer.d_in:
+        raise NotATicketError(
+            f"{name}: takes {weight.shape[1]} inputs, the target layer {layer.d_in}"
+        )
+    if not first and weight.shape[0] != layer.d_out:
+        raise NotATicketError(
+            f"{name}: gives {weight.shape[0]} outputs, the target layer {layer.d_out}"
+        )
+
+
+def _reading(first: nn.Module, second: nn.Module) -> PairReading:
+    u = effective_parameter(first, "weight")
+    v = effective_parameter(second, "weight")
+    if u.shape[0] != v.shape[1]:
+        raise NotATicketError(
+            f"a pair's layers do not chain: {u.shape[0]} hidden units, then {v.shape[1]} inputs"
+        )
+    bias = effective_parameter(first, "bias")
+    original = getattr(first, "weight_orig", first.weight).detach()
+    bias_original = None
+    if first.bias is not None or hasattr(first, "bias_orig"):
+        bias_original = getattr(first, "bias_orig", None)
+        bias_original = (first.bias if bias_original is None else bias_original).detach()
+    return PairReading(
+        first_weight=u,
+        first_bias=bias,
+        second_weight=v,
+        first_weight_mask=_mask(first, "weight"),
+        first_bias_mask=None if bias is None else _mask(first, "bias"),
+        second_mask=_mask(second, "weight"),
+        first_original=original,
+        first_bias_original=bias_original,
+    )
+
+
+def network_operators(
+    target: Target, readings: list[PairReading], device: torch.device | None = None
+) -> list[PairOperator]:
+    """The (A, B, offset) and magnitudes of each read pair."""
+    operators = []
+    for layer, reading in zip(target.layers, readings, strict=True):
+        u, c, v = reading.first_weight, reading.first_bias, reading.second_weight
+        if device is not None:
+            u, v = u.to(device), v.to(device)
+            c = None if c is None else c.to(device)
+        operators.append(pair_operator(u, c, v, layer.kind))
+    return operators
+
+
+def certify(target, network: nn.Module, radius: float = 1.0) -> Certificate:
+    """Certified bound on sup_{||x|| ≤ radius} ||target(x) − network(x)|| for ``network`` as it
+    runs: its masks and weights as the forward pass uses them, in its dtype and on its device.
+
+    Args:
+        target: the target (anything :func:`sslth.as_target` accepts).
+        network: a ticket network (e.g. ``ticket.network`` or ``ticket.export()``).
+        radius: R.
+
+    Returns:
+        The :class:`~sslth.certify.Certificate` (``bound`` = exact part + rounding part).
+
+    Raises:
+        NotATicketError: the network is not a ticket's structure for this target (a module
+            replaced, a subclass, a hook, …), named.
+    """
+    if isinstance(radius, bool) or not isinstance(radius, (int, float)):
+        raise NotATicketError(f"radius must be a number, got {radius!r}")
+    if not (math.isfinite(radius) and radius > 0):
+        raise NotATicketError(f"radius must be finite and > 0, got {radius!r}")
+    target = as_target(target)
+    readings, arithmetic = read_ticket_network(target, network)
+    operators = network_operators(target, readings)
+    return certify_operators(target, operators, float(radius), arithmetic)
