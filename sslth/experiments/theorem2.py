@@ -15,6 +15,7 @@ import statistics
 import time
 import zlib
 from dataclasses import dataclass, field
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -232,81 +233,124 @@ def fit_constants(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+DELTA_MARKERS = "os^Dv<>"
+AXIS_LABELS = {
+    "x": "x = n·H2(k/n) / log2(k/δ)   (Theorem 2 assumes x ≥ c)",
+    "n": "n, the number of samples (k = round(n · k/n))",
+}
+
+
+def _delta_label(delta: float) -> str:
+    exponent = math.log10(delta)
+    if abs(exponent - round(exponent)) < 1e-9:
+        return rf"$\delta = 10^{{{round(exponent)}}}$"
+    return f"δ = {delta:g}"
+
+
+def _ratio_label(ratio: float) -> str:
+    fraction = Fraction(ratio).limit_denominator(1000)
+    if abs(float(fraction) - ratio) < 1e-9:
+        return f"k/n = {fraction.numerator}/{fraction.denominator}"
+    return f"k/n = {ratio:g}"
+
+
+def _family_label(distribution: str, target_range: str) -> str:
+    zr = "z ~ U[−1, 1]" if target_range == "unit" else "z ~ U[−√k, √k]"
+    return f"{distribution} samples\n{zr}"
+
+
 def _plot(records: list[dict[str, Any]], out: Path, config: Config) -> list[str]:
+    """Small multiples: a row per (samples, target range), a column per k/n, one colour (and
+    marker) per δ; the Poisson prediction dashed in the colour of its measured curve."""
+    from matplotlib.lines import Line2D
+
+    from sslth.plot import PALETTE, wrap_to_width
+
     plt = pyplot()
-    files = []
-    markers = {r: m for r, m in zip(sorted(config.ratios), "osD^v<>", strict=False)}
-    colours = {
-        d: c for d, c in zip(sorted(config.deltas), ["C0", "C1", "C2", "C3", "C4"], strict=False)
+    families = [(d, t) for d in config.distributions for t in config.target_ranges]
+    ratios = sorted(config.ratios)
+    deltas = sorted(config.deltas, reverse=True)
+    style = {
+        d: (PALETTE[i % len(PALETTE)], DELTA_MARKERS[i % len(DELTA_MARKERS)])
+        for i, d in enumerate(deltas)
     }
-    for axis in ("n", "x"):
+    files = []
+    for axis in ("x", "n"):
+        width = 2.6 * len(ratios) + 3.0
         fig, axes = plt.subplots(
-            len(config.target_ranges),
-            len(config.distributions),
-            figsize=(6 * len(config.distributions), 4.5 * len(config.target_ranges)),
+            len(families),
+            len(ratios),
+            figsize=(width, 2.25 * len(families) + 1.6),
             squeeze=False,
+            sharex=axis == "x",
+            sharey=True,
+            layout="constrained",
         )
-        for row, target_range in enumerate(config.target_ranges):
-            for col, distribution in enumerate(config.distributions):
+        for row, (distribution, target_range) in enumerate(families):
+            for col, ratio in enumerate(ratios):
                 ax = axes[row][col]
-                for ratio in config.ratios:
-                    for delta in config.deltas:
-                        rs = sorted(
-                            (
-                                r
-                                for r in records
-                                if _curve_key(r) == (distribution, target_range, ratio, delta)
-                            ),
-                            key=lambda r: r["n"],
-                        )
-                        if not rs:
-                            continue
-                        xs = [r[axis] for r in rs]
-                        ys = [r["success"] for r in rs]
-                        # max(0, ·): Wilson bounds at p = 0 or 1 can miss p by a rounding error
-                        err = [
-                            [max(0.0, r["success"] - r["ci_low"]) for r in rs],
-                            [max(0.0, r["ci_high"] - r["success"]) for r in rs],
-                        ]
-                        ax.errorbar(
-                            xs,
-                            ys,
-                            yerr=err,
-                            marker=markers[ratio],
-                            ms=4,
-                            color=colours[delta],
-                            lw=1,
-                            capsize=2,
-                            label=f"k/n={ratio:g}, δ={delta:g}",
-                        )
-                        ax.plot(
-                            xs, [r["predicted"] for r in rs], ls=":", color=colours[delta], lw=1
-                        )
-                        if axis == "n":
-                            bound = counting_bound_n(ratio, delta, config.max_n)
-                            if bound is not None and bound <= max(xs):
-                                ax.axvline(bound, color=colours[delta], lw=0.6, ls="--", alpha=0.5)
+                for delta in deltas:
+                    rs = sorted(
+                        (
+                            r
+                            for r in records
+                            if _curve_key(r) == (distribution, target_range, ratio, delta)
+                            and not math.isnan(r["success"])
+                        ),
+                        key=lambda r: r["n"],
+                    )
+                    if not rs:
+                        continue
+                    colour, marker = style[delta]
+                    xs = [r[axis] for r in rs]
+                    ys = [r["success"] for r in rs]
+                    # max(0, ·): Wilson bounds at p = 0 or 1 can miss p by a rounding error
+                    err = [
+                        [max(0.0, r["success"] - r["ci_low"]) for r in rs],
+                        [max(0.0, r["ci_high"] - r["success"]) for r in rs],
+                    ]
+                    ax.errorbar(
+                        xs, ys, yerr=err, color=colour, marker=marker, ms=4, lw=1.3, capsize=2
+                    )
+                    ax.plot(xs, [r["predicted"] for r in rs], color=colour, ls="--", lw=1.3)
+                    if axis == "n":
+                        bound = counting_bound_n(ratio, delta, config.max_n)
+                        if bound is not None and min(xs) <= bound <= max(xs):
+                            ax.axvline(bound, color=colour, lw=1.0, ls=":")
                 if axis == "x":
-                    ax.axvline(0.5, color="k", ls="--", lw=1, label="Theorem 5 (d=1): x ≥ 1/2")
-                ax.set_xlabel("n" if axis == "n" else "x = n·H2(k/n) / log2(k/δ)")
-                ax.set_ylabel("P(some k-subset within δ)")
-                zr = "z ~ U[-1,1]" if target_range == "unit" else "z ~ U[-√k,√k]"
-                ax.set_title(f"{distribution} samples, {zr}")
-                ax.set_ylim(-0.03, 1.03)
+                    ax.axvline(0.5, color="black", ls=":", lw=1.2)
+                ax.set_ylim(-0.04, 1.04)
+                ax.set_yticks([0, 0.5, 1])
                 ax.grid(alpha=0.3)
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=7)
-        fig.suptitle(
-            "Theorem 2: measured (markers, 95% Wilson CI), Poisson prediction (dotted)"
-            + (", counting bound C(n,k)·2δ ≥ 1 (dashed)" if axis == "n" else ""),
-            fontsize=10,
-        )
-        fig.tight_layout(rect=(0, 0.1, 1, 0.96))
+                ax.tick_params(labelsize=10)
+                if row == 0:
+                    ax.set_title(_ratio_label(ratio), fontsize=11)
+                if col == 0:
+                    ax.set_ylabel(_family_label(distribution, target_range), fontsize=10)
+        title = "Theorem 2: success of fixed-size random subset sum, measured and predicted"
+        fig.suptitle(wrap_to_width(title, width, 12), fontsize=12)
+        fig.supxlabel(AXIS_LABELS[axis], fontsize=11)
+        fig.supylabel("P(some k-subset within δ of z)", fontsize=11)
+        handles = [
+            Line2D([], [], color=style[d][0], marker=style[d][1], lw=1.3, label=_delta_label(d))
+            for d in deltas
+        ]
+        handles += [
+            Line2D([], [], color="0.3", marker="o", ms=4, lw=1.3, label="measured (95% CI)"),
+            Line2D([], [], color="0.3", ls="--", lw=1.3, label="Poisson prediction"),
+        ]
+        if axis == "x":
+            handles.append(Line2D([], [], color="black", ls=":", label="Theorem 5 (d=1): x = 1/2"))
+        else:
+            handles.append(Line2D([], [], color="0.3", ls=":", label="C(n,k)·2δ = 1"))
+        # beside the panels, centred: above or below, an outside legend collides with the
+        # suptitle or the supxlabel under constrained layout
+        fig.legend(handles=handles, loc="outside right center", fontsize=10, frameon=False)
         name = f"theorem2_vs_{axis}.png"
-        fig.savefig(out / name, dpi=90)
+        fig.savefig(out / name, dpi=110, bbox_inches="tight")
         plt.close(fig)
         files.append(name)
-    return files
+    return sorted(files)
 
 
 def _fmt(value: float | None, spec: str = ".3g") -> str:

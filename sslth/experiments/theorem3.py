@@ -207,75 +207,186 @@ def fit(records: list[dict[str, Any]]) -> tuple[float | None, float | None]:
     return c_ratio, c_amp
 
 
+DEPTH_STYLES = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."))
+
+
+def _log_ticks(ax, axis: str, ticks: list[float] | None = None) -> None:
+    """Plain-number ticks on a log axis (1, 2, 5 per decade unless given), no minor labels:
+    matplotlib's default minor labels (2×10⁻¹, 3×10⁻¹, …) overlap on short axes."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(
+        FixedLocator(ticks) if ticks is not None else LogLocator(subs=(1.0, 2.0, 5.0))
+    )
+    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
+def _spread(values: list[float]) -> tuple[float, float, float]:
+    return min(values), statistics.median(values), max(values)
+
+
 def _plot(records, groups, c_ratio, out: Path, config: Config) -> list[str]:
+    """Top row: m/m_t against γ per ε (median over seeds, bars min–max), with the paper's
+    1/H2(γ) and the Pensia / Malach regimes as guides. Bottom row: measured over the fitted
+    c·log2²(2ld²/ε)/H2(γ), which shows the fit and the seed spread at a readable scale."""
+    from matplotlib.lines import Line2D
+
+    from sslth.plot import PALETTE, wrap_to_width
+
     plt = pyplot()
+    found = [r for r in records if r["found"]]
     eps = sorted(config.epsilons, reverse=True)
-    fig, axes = plt.subplots(1, len(eps), figsize=(5.5 * len(eps), 4.8), squeeze=False)
-    gammas = np.geomspace(min(config.densities), max(config.densities), 50)
-    for ax, epsilon in zip(axes[0], eps, strict=True):
-        ci = 0
-        for w in config.widths:
-            for dp in config.depths:
-                rows = [
-                    g
-                    for g in groups
-                    if (g["width"], g["depth"], g["epsilon"]) == (w, dp, epsilon)
-                    and g["seeds_found"]
-                ]
-                colour = f"C{ci}"
-                ci += 1
-                if not rows:
-                    continue
-                xs = [g["density"] for g in rows]
-                med = [g["ratio_median"] for g in rows]
-                err = [
-                    [m - g["ratio_min"] for m, g in zip(med, rows, strict=True)],
-                    [g["ratio_max"] - m for m, g in zip(med, rows, strict=True)],
-                ]
+    widths, depths = sorted(config.widths), sorted(config.depths)
+    densities = sorted(config.densities)
+    colour = {w: PALETTE[i % len(PALETTE)] for i, w in enumerate(widths)}
+    depth_style = {d: DEPTH_STYLES[i % len(DEPTH_STYLES)] for i, d in enumerate(depths)}
+    series = [(w, dp) for w in widths for dp in depths]
+    # neighbouring series are shifted a little along the log γ axis so their bars do not overlap
+    dodge = {s: math.exp(0.045 * (i - (len(series) - 1) / 2)) for i, s in enumerate(series)}
+    gammas = np.geomspace(min(densities), max(densities), 60)
+    # the paper's shape in γ alone: one constant over every ticket found
+    c_entropy = (
+        math.exp(
+            statistics.mean(
+                math.log(r["overparameterization"] * theory.binary_entropy(r["density"]))
+                for r in found
+            )
+        )
+        if found
+        else None
+    )
+    width = 3.6 * len(eps) + 3.2
+    fig, axes = plt.subplots(
+        2,
+        len(eps),
+        figsize=(width, 8.0),
+        squeeze=False,
+        sharex=True,
+        sharey="row",
+        height_ratios=[1.6, 1],
+        layout="constrained",
+    )
+    for col, epsilon in enumerate(eps):
+        top, bottom = axes[0][col], axes[1][col]
+        mine = [r for r in found if r["epsilon"] == epsilon]
+        for w, dp in series:
+            rs = [r for r in mine if (r["width"], r["depth"]) == (w, dp)]
+            gs = sorted({r["density"] for r in rs})
+            if not gs:
+                continue
+            marker, line = depth_style[dp]
+            xs = [g * dodge[(w, dp)] for g in gs]
+            for ax, value in (
+                (top, lambda r: r["overparameterization"]),
+                (bottom, lambda r: r["overparameterization"] / (c_ratio * r["paper_shape"])),
+            ):
+                spread = [_spread([value(r) for r in rs if r["density"] == g]) for g in gs]
+                med = [s[1] for s in spread]
                 ax.errorbar(
                     xs,
                     med,
-                    yerr=err,
-                    marker="o",
-                    ms=4,
-                    capsize=2,
-                    color=colour,
-                    label=f"d={w}, l={dp}",
+                    yerr=[
+                        [m - s[0] for m, s in zip(med, spread, strict=True)],
+                        [s[2] - m for m, s in zip(med, spread, strict=True)],
+                    ],
+                    color=colour[w],
+                    marker=marker,
+                    ms=5,
+                    mfc="white" if line != "-" else colour[w],
+                    ls=line,
+                    lw=0.9,
+                    elinewidth=1.8,
+                    capsize=3,
+                    capthick=1.4,
                 )
-                if c_ratio is not None:
-                    ax.plot(
-                        gammas,
-                        [c_ratio * paper_shape(w, dp, epsilon, g) for g in gammas],
-                        ls=":",
-                        color=colour,
-                        lw=1,
-                    )
-        found = [r for r in records if r["found"] and r["epsilon"] == epsilon]
-        if found:
-            # Pensia et al.: γ = Θ(1) with logarithmic overparameterization -> flat in γ; drawn
-            # at the median measured level at the largest density as a reference
-            top = max(r["density"] for r in found)
+        if mine:
+            # guides, not fits: Pensia et al. (γ = Θ(1), logarithmic overparameterization) is
+            # flat in γ, drawn at the median level of the largest density found; Malach et al.'s
+            # m/m_t ∝ 1/γ is drawn through the median at the smallest
+            largest = max(r["density"] for r in mine)
             level = statistics.median(
-                r["overparameterization"] for r in found if r["density"] == top
+                r["overparameterization"] for r in mine if r["density"] == largest
             )
-            ax.axhline(level, color="grey", ls="--", lw=1, label="Pensia regime (flat in γ)")
-        ax.plot(gammas, 1 / gammas, color="k", ls="-.", lw=1, label="Malach regime m/m_t = 1/γ")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("density γ")
-        ax.set_ylabel("m / m_t")
-        ax.set_title(f"ε = {epsilon:g}")
-        ax.grid(alpha=0.3, which="both")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8)
-    fig.suptitle(
-        "Theorem 3: overparameterization found by sslth.prune (median, min–max over "
-        "seeds) and c·log2²(2ld²/ε)/H2(γ) fitted (dotted)",
-        fontsize=10,
-    )
-    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+            top.axhline(level, color="0.45", ls="--", lw=1.2)
+            low = min(r["density"] for r in mine)
+            anchor = statistics.median(
+                r["overparameterization"] for r in mine if r["density"] == low
+            )
+            top.plot(gammas, anchor * low / gammas, color="0.45", ls="-.", lw=1.2)
+        if c_entropy is not None:
+            entropy = [c_entropy / theory.binary_entropy(g) for g in gammas]
+            top.plot(gammas, entropy, color="black", lw=1.6)
+        bottom.axhline(1.0, color="black", lw=1.4)
+        top.set_title(f"ε = {epsilon:g}", fontsize=12)
+        for ax in (top, bottom):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3, which="major")
+            ax.tick_params(labelsize=10)
+            _log_ticks(ax, "x", densities)
+            _log_ticks(ax, "y")
+        bottom.set_xlabel("density γ (kept / all random weights)", fontsize=11)
+        # tilted: 0.005 and 0.01 are a third of a decade apart, too close for upright labels
+        for label in bottom.get_xticklabels():
+            label.set(rotation=40, ha="right", rotation_mode="anchor")
+    if found:
+        # the 1/γ guide runs far below the data: the axis shows the data, not the guides
+        low = min(r["overparameterization"] for r in found)
+        high = max(r["overparameterization"] for r in found)
+        axes[0][0].set_ylim(low / 1.6, high * 1.6)
+        ratios = [r["overparameterization"] / (c_ratio * r["paper_shape"]) for r in found]
+        axes[1][0].set_ylim(min(0.5, min(ratios) / 1.15), max(2.0, max(ratios) * 1.15))
+    axes[0][0].set_ylabel("overparameterization m / m_t", fontsize=11)
+    axes[1][0].set_ylabel("measured / fit\nc·log2²(2ld²/ε)/H2(γ)", fontsize=11)
+    handles = [Line2D([], [], color=colour[w], lw=2.5, label=f"width d = {w}") for w in widths]
+    handles += [
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            marker=m,
+            ls=ls,
+            mfc="white" if ls != "-" else "0.3",
+            label=f"depth l = {d}",
+        )
+        for d, (m, ls) in depth_style.items()
+    ]
+    handles += [
+        Line2D(
+            [], [], color="0.3", marker="o", ls="none", label="median over seeds,\nbars: min–max"
+        ),
+    ]
+    if c_entropy is not None:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="black",
+                lw=1.6,
+                label=f"{c_entropy:.3g} / H2(γ): paper,\nconstant fitted",
+            )
+        )
+    handles += [
+        Line2D([], [], color="0.45", ls="--", lw=1.2, label="Pensia et al.:\nflat in γ"),
+        Line2D([], [], color="0.45", ls="-.", lw=1.2, label="Malach et al.: ∝ 1/γ"),
+    ]
+    if c_ratio is not None:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="black",
+                lw=1.4,
+                label=f"bottom: the fit,\nc = {c_ratio:.3g}",
+            )
+        )
+    fig.legend(handles=handles, loc="outside right center", fontsize=10, frameon=False)
+    title = "Theorem 3: overparameterization sslth.prune needs for density γ"
+    fig.suptitle(wrap_to_width(title, width, 12), fontsize=12)
     name = "theorem3_density.png"
-    fig.savefig(out / name, dpi=90)
+    fig.savefig(out / name, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return [name]
 
