@@ -358,6 +358,7 @@ def rounding_bound(
         return 0.0
     z, delta = float(radius), 0.0
     for index, (layer, op) in enumerate(zip(target.layers, operators, strict=True)):
+        z, delta = _through_ops(target.ops[index], z, delta, arithmetic)
         stats = op.stats
         if stats is None:
             raise ValueError("a rounding bound needs the pair's magnitudes (PairStats)")
@@ -394,16 +395,24 @@ def rounding_bound(
         signed = _norm_upper(kind, torch.cat([op.positive, -op.negative], dim=1))
         offset = float(torch.linalg.vector_norm(op.offset)) * spread
         z = (signed * z + offset) * (1 + 1e-12)
+    _, delta = _through_ops(target.ops[len(target.layers)], z, delta, arithmetic)
     return delta
 
 
-def ticket_forward(operators: list[PairOperator], x: torch.Tensor) -> torch.Tensor:
-    x = x.to(torch.float64)
-    for index, op in enumerate(operators):
-        x = op(x)
-        if index < len(operators) - 1:
-            x = torch.relu(x)
-    return x
+def _through_ops(ops, z: float, delta: float, arithmetic: Arithmetic) -> tuple[float, float]:
+    """(Z, Δ) after parameter-free operations: all 1-Lipschitz and norm-non-increasing, and
+    exact but for average pooling, whose sum and division round (γ_{s+1} of the window's mean
+    magnitude, whose norm is at most the input's)."""
+    for op in ops:
+        terms = op.rounding_terms()
+        if terms:
+            delta += arithmetic.gamma(terms) * (z + delta)
+    return z, delta
+
+
+def ticket_forward(target: Target, operators: list[PairOperator], x: torch.Tensor) -> torch.Tensor:
+    """The exact masked network (each pair as its operator) in the target's structure."""
+    return target.run(x.to(torch.float64), lambda index, values: operators[index](values))
 
 
 def _ball_points(
@@ -441,11 +450,12 @@ def empirical_error(
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     generator = torch.Generator().manual_seed(seed)
-    dim = target.layers[0].d_in * getattr(target.layers[0].kind, "in_positions", 1)
+    dim = target.input_size
     device = device or operators[0].positive.device
 
     def gap(x: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.vector_norm(target.forward(x) - ticket_forward(operators, x), dim=1)
+        exact = target.forward(x) - ticket_forward(target, operators, x)
+        return torch.linalg.vector_norm(exact, dim=1)
 
     chunk = max(1, min(samples, 2**23 // max(dim, 1)))
     groups: list[tuple[torch.Tensor, torch.Tensor]] = []  # (worst gaps, their points) per kind

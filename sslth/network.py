@@ -18,6 +18,7 @@ from torch import nn
 from sslth.certify import Certificate, PairOperator, certify_operators, pair_operator
 from sslth.errors import NotATicketError
 from sslth.modules import effective_parameter, global_hook_problem, module_problem
+from sslth.ops import op_of_module
 from sslth.rounding import Arithmetic, arithmetic_of
 from sslth.target import Target, as_target
 
@@ -44,12 +45,12 @@ def _mask(module: nn.Module, name: str) -> torch.Tensor:
 
 
 def _expected_layout(target: Target) -> list[tuple[str, object]]:
-    """(role, layer index or None) per module of a ticket network for ``target``."""
-    layout: list[tuple[str, object]] = [("flatten", None)] if target.flatten_input else []
-    for index in range(len(target.layers)):
-        layout += [("first", index), ("relu", None), ("second", index)]
-        if index < len(target.layers) - 1:
-            layout.append(("relu", None))
+    """(role, layer index or operation) per module of a ticket network for ``target``."""
+    layout: list[tuple[str, object]] = []
+    for index in range(len(target.layers) + 1):
+        layout += [("op", op) for op in target.ops[index]]
+        if index < len(target.layers):
+            layout += [("first", index), ("relu", None), ("second", index)]
     return layout
 
 
@@ -78,18 +79,20 @@ def read_ticket_network(target: Target, network: nn.Module) -> tuple[list[PairRe
     dtypes, devices = set(), set()
     for position, (module, (role, index)) in enumerate(zip(modules, layout, strict=True)):
         name = f"module {position} ({type(module).__name__})"
-        if role == "flatten":
-            _check(module, (nn.Flatten,), name, "nn.Flatten")
-            if module.start_dim != 1 or module.end_dim != -1:
-                raise NotATicketError(f"{name}: a ticket flattens with start_dim=1, end_dim=-1")
+        if role == "op":
+            expected_module = index.module()
+            _check(module, (type(expected_module),), name, type(expected_module).__name__)
+            if op_of_module(module) != index:
+                raise NotATicketError(f"{name}: a ticket has {index} there")
         elif role == "relu":
             _check(module, (nn.ReLU,), name, "nn.ReLU")
         else:
             layer = target.layers[index]
-            expected = (
-                layer.kind.module_types() if hasattr(layer.kind, "module_types") else (nn.Linear,)
-            )
+            expected = layer.kind.module_types()
             _check(module, expected, name, " or ".join(t.__name__ for t in expected))
+            problem = layer.kind.module_problem(module, role == "first")
+            if problem:
+                raise NotATicketError(f"{name} {problem}")
             for param in ("weight", "bias"):
                 value = effective_parameter(module, param)
                 if value is None:
@@ -175,7 +178,7 @@ def network_operators(
     return operators
 
 
-def certify(target, network: nn.Module, radius: float = 1.0) -> Certificate:
+def certify(target, network: nn.Module, radius: float = 1.0, *, input_shape=None) -> Certificate:
     """Certified bound on sup_{||x|| ≤ radius} ||target(x) − network(x)|| for ``network`` as it
     runs: its masks and weights as the forward pass uses them, in its dtype and on its device.
 
@@ -183,6 +186,7 @@ def certify(target, network: nn.Module, radius: float = 1.0) -> Certificate:
         target: the target (anything :func:`sslth.as_target` accepts).
         network: a ticket network (e.g. ``ticket.network`` or ``ticket.export()``).
         radius: R.
+        input_shape: the shape of one example, for a target with conv or pooling layers.
 
     Returns:
         The :class:`~sslth.certify.Certificate` (``bound`` = exact part + rounding part).
@@ -195,7 +199,7 @@ def certify(target, network: nn.Module, radius: float = 1.0) -> Certificate:
         raise NotATicketError(f"radius must be a number, got {radius!r}")
     if not (math.isfinite(radius) and radius > 0):
         raise NotATicketError(f"radius must be finite and > 0, got {radius!r}")
-    target = as_target(target)
+    target = as_target(target, input_shape=input_shape)
     readings, arithmetic = read_ticket_network(target, network)
     operators = network_operators(target, readings)
     return certify_operators(target, operators, float(radius), arithmetic)

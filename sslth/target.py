@@ -1,10 +1,17 @@
-"""Validation of target networks and their conversion to float64 layer matrices."""
+"""Validation of target networks and their conversion to float64 layers.
+
+A target is an ``nn.Sequential`` of affine layers (``nn.Linear``, ``nn.Conv2d``) with exactly one
+``nn.ReLU`` between consecutive layers, and parameter-free operations around them (``nn.Flatten``,
+``nn.MaxPool2d`` and ``nn.AvgPool2d`` with non-overlapping windows; see :mod:`sslth.ops`). It is
+read as its forward pass computes it, or refused with an error naming the module.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,8 +19,11 @@ import torch
 from torch import nn
 
 from sslth.errors import TargetError, UnsupportedTargetError
-from sslth.kinds import DENSE, LayerKind
+from sslth.kinds import DENSE, Conv2d, LayerKind
 from sslth.modules import effective_parameter, global_hook_problem, module_problem
+from sslth.ops import FLATTEN, RELU, SUPPORTED_OPS, Op, op_of_module
+
+_LAYERS = (nn.Linear, nn.Conv2d)
 
 
 @dataclass(frozen=True)
@@ -32,13 +42,51 @@ class TargetLayer:
     def d_out(self) -> int:
         return self.weight.shape[0]
 
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """Per-example output shape: (d_out,), or (c_out, H_out, W_out) for a conv."""
+        if isinstance(self.kind, Conv2d):
+            return (self.d_out, *self.kind.out_hw)
+        return (self.d_out,)
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        if isinstance(self.kind, Conv2d):
+            return (self.d_in, *self.kind.in_hw)
+        return (self.d_in,)
+
+
+def _default_ops(depth: int) -> tuple[tuple[Op, ...], ...]:
+    return ((),) + ((Op(RELU),),) * (depth - 1) + ((),)
+
 
 @dataclass(frozen=True)
 class Target:
-    """A validated ReLU network f(x) = W_l σ(… σ(W_1 x + b_1) …) + b_l."""
+    """A validated network f = φ_l ∘ L_l ∘ φ_{l−1} ∘ … ∘ L_1 ∘ φ_0 of affine layers L_i and
+    parameter-free operations φ_i (one ReLU in each φ_i between layers).
+
+    ``ops[i]`` are the operations before layer i (``ops[l]`` after the last); the default is a
+    plain MLP. ``input_shape`` is the shape of one example; the certificate is over the ℓ2 ball
+    of the flattened input.
+    """
 
     layers: tuple[TargetLayer, ...]
-    flatten_input: bool = False  # the target began with nn.Flatten
+    ops: tuple[tuple[Op, ...], ...] = ()
+    input_shape: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.ops:
+            object.__setattr__(self, "ops", _default_ops(len(self.layers)))
+        if not self.input_shape:
+            object.__setattr__(self, "input_shape", self.layers[0].in_shape)
+
+    @property
+    def flatten_input(self) -> bool:
+        return any(op.name == FLATTEN for op in self.ops[0])
+
+    @property
+    def input_size(self) -> int:
+        return math.prod(self.input_shape)
 
     @property
     def widths(self) -> list[int]:
@@ -49,19 +97,29 @@ class Target:
         return any(layer.bias is not None for layer in self.layers)
 
     @property
+    def has_conv(self) -> bool:
+        return any(isinstance(layer.kind, Conv2d) for layer in self.layers)
+
+    @property
     def num_params(self) -> int:
         return sum(
             layer.weight.numel() + (0 if layer.bias is None else layer.bias.numel())
             for layer in self.layers
         )
 
+    def describe(self) -> dict:
+        """The structure (not the weights) as JSON-ready data."""
+        return {
+            "input_shape": list(self.input_shape),
+            "ops": [[op.to_dict() for op in group] for group in self.ops],
+            "kinds": [layer.kind.to_dict() for layer in self.layers],
+        }
+
     def digest(self) -> str:
-        """SHA-256 of the target's content: every weight and bias (float64 bytes), each layer's
-        kind, and the input flattening."""
+        """SHA-256 of the target's content: its structure, every weight and bias (float64)."""
         hasher = hashlib.sha256()
-        hasher.update(json.dumps({"flatten_input": self.flatten_input}).encode())
+        hasher.update(json.dumps(self.describe(), sort_keys=True).encode())
         for layer in self.layers:
-            hasher.update(json.dumps(layer.kind.to_dict(), sort_keys=True).encode())
             hasher.update(json.dumps(list(layer.weight.shape)).encode())
             hasher.update(layer.weight.contiguous().numpy().tobytes())
             hasher.update(b"bias" if layer.bias is not None else b"nobias")
@@ -69,37 +127,69 @@ class Target:
                 hasher.update(layer.bias.contiguous().numpy().tobytes())
         return hasher.hexdigest()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Evaluate the target in float64 on a (N, d_in) batch."""
-        x = x.to(torch.float64)
-        for index, layer in enumerate(self.layers):
-            x = layer.kind.apply(x, layer.weight, layer.bias)
-            if index < len(self.layers) - 1:
-                x = torch.relu(x)
+    def run(self, x: torch.Tensor, layer: Callable[[int, torch.Tensor], torch.Tensor]):
+        """The target's structure with ``layer(i, x)`` in place of each affine layer, on a
+        batch of flattened inputs (N, input_size); returns (N, output size)."""
+        count = x.shape[0]
+        x = x.reshape(count, -1)
+        shape = self.input_shape
+        for index in range(len(self.layers) + 1):
+            for op in self.ops[index]:
+                x = op.apply(x, shape).reshape(count, -1)
+                shape = op.out_shape(shape)
+            if index < len(self.layers):
+                x = layer(index, x)
+                shape = self.layers[index].out_shape
         return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluate the target in float64 on a batch of flattened inputs."""
+
+        def exact(index: int, values: torch.Tensor) -> torch.Tensor:
+            target = self.layers[index]
+            return target.kind.apply(values, target.weight, target.bias)
+
+        return self.run(x.to(torch.float64), exact)
 
     def network(self, pairs: list[tuple[nn.Module, nn.Module]]) -> nn.Sequential:
         """The ticket's ``nn.Sequential`` laid out like this target: each layer replaced by its
-        random pair (first, ReLU, second), with the target's ReLU between layers."""
-        modules: list[nn.Module] = [nn.Flatten()] if self.flatten_input else []
-        for index, (first, second) in enumerate(pairs):
-            modules += [first, nn.ReLU(), second]
-            if index < len(self.layers) - 1:
-                modules.append(nn.ReLU())
+        random pair (first, ReLU, second), every operation in its place."""
+        modules: list[nn.Module] = []
+        for index in range(len(self.layers) + 1):
+            modules += [op.module() for op in self.ops[index]]
+            if index < len(self.layers):
+                first, second = pairs[index]
+                modules += [first, nn.ReLU(), second]
         return nn.Sequential(*modules)
 
     def to_module(self) -> nn.Sequential:
-        """A float32 ``nn.Sequential`` that computes this target (a fresh copy)."""
-        modules: list[nn.Module] = [nn.Flatten()] if self.flatten_input else []
-        for index, layer in enumerate(self.layers):
-            linear = nn.Linear(layer.d_in, layer.d_out, bias=layer.bias is not None)
+        """A float64 ``nn.Sequential`` that computes this target (a fresh copy)."""
+        modules: list[nn.Module] = []
+        for index in range(len(self.layers) + 1):
+            modules += [op.module() for op in self.ops[index]]
+            if index == len(self.layers):
+                break
+            layer = self.layers[index]
+            has_bias = layer.bias is not None
+            if isinstance(layer.kind, Conv2d):
+                kind = layer.kind
+                module = nn.Conv2d(
+                    layer.d_in,
+                    layer.d_out,
+                    kind.kernel,
+                    stride=kind.stride,
+                    padding=kind.padding,
+                    dilation=kind.dilation,
+                    bias=has_bias,
+                )
+            else:
+                module = nn.Linear(layer.d_in, layer.d_out, bias=has_bias)
+            module = module.double()
             with torch.no_grad():
-                linear.weight.copy_(layer.weight)
-                if layer.bias is not None:
-                    linear.bias.copy_(layer.bias)
-            modules.append(linear)
-            if index < len(self.layers) - 1:
-                modules.append(nn.ReLU())
+                module.weight.copy_(layer.weight)
+                if has_bias:
+                    module.bias.copy_(layer.bias)
+            modules.append(module)
         return nn.Sequential(*modules)
 
 
@@ -138,9 +228,9 @@ def _check_computes_its_layers(model: nn.Sequential) -> None:
             "stack of its layers; pass a plain nn.Sequential"
         )
     for position, module in enumerate(model):
-        allowed = (nn.Linear, nn.ReLU, nn.Flatten)
+        allowed = _LAYERS + SUPPORTED_OPS
         if not isinstance(module, allowed):
-            continue  # reported below with the supported structure
+            continue  # reported with the supported structure
         problem = module_problem(module, allowed)
         if problem:
             raise UnsupportedTargetError(
@@ -149,98 +239,192 @@ def _check_computes_its_layers(model: nn.Sequential) -> None:
             )
 
 
-def _layers_from_sequential(model: nn.Sequential) -> tuple[list[tuple], bool]:
-    _check_computes_its_layers(model)
-    modules = list(model)
-    flatten = False
-    if modules and isinstance(modules[0], nn.Flatten):
-        flat = modules[0]
-        if flat.start_dim != 1 or flat.end_dim != -1:
-            raise TargetError(
-                "layer 0 (Flatten): only nn.Flatten(start_dim=1, end_dim=-1) is supported"
+_SUPPORTED = (
+    "a target is an nn.Sequential of nn.Linear / nn.Conv2d layers with one nn.ReLU between "
+    "them, and nn.Flatten, nn.MaxPool2d, nn.AvgPool2d (kernel == stride)"
+)
+
+
+def _split(model: nn.Sequential) -> tuple[list[tuple[int, nn.Module]], list[list]]:
+    """The affine layers (position, module) and the operations around them."""
+    layers: list[tuple[int, nn.Module]] = []
+    groups: list[list[tuple[int, Op]]] = [[]]
+    for position, module in enumerate(model):
+        name = type(module).__name__
+        if isinstance(module, _LAYERS):
+            if isinstance(module, nn.Conv2d):
+                _check_conv_options(module, position)
+            layers.append((position, module))
+            groups.append([])
+            continue
+        if not isinstance(module, SUPPORTED_OPS):
+            raise UnsupportedTargetError(
+                f"layer {position} ({name}) is not supported: {_SUPPORTED}"
             )
-        flatten = True
-        modules = modules[1:]
-    offset = 1 if flatten else 0
-    if not modules:
-        raise TargetError("the target has no nn.Linear layer")
-    layers: list[tuple] = []
-    expect_linear = True
-    for position, module in enumerate(modules, start=offset):
-        kind = type(module).__name__
-        if expect_linear:
-            if not isinstance(module, nn.Linear):
-                if isinstance(module, nn.ReLU):
-                    raise TargetError(
-                        f"layer {position} (ReLU): expected nn.Linear; two activations in a row or "
-                        "a leading ReLU is not a target of the form W_l σ(… σ(W_1 x))"
-                    )
-                raise UnsupportedTargetError(
-                    f"layer {position} ({kind}) is not supported: a target is an nn.Sequential of "
-                    "nn.Linear and nn.ReLU (optionally starting with nn.Flatten)"
-                )
-            name = f"layer {position} (Linear {module.in_features}->{module.out_features})"
-            weight = _copy(effective_parameter(module, "weight"), f"{name} weight", 2)
-            bias = effective_parameter(module, "bias")
-            bias = None if bias is None else _copy(bias, f"{name} bias", 1)
-            layers.append((name, weight, bias))
-        else:
-            if not isinstance(module, nn.ReLU):
-                raise UnsupportedTargetError(
-                    f"layer {position} ({kind}) is not supported: between two nn.Linear layers "
-                    "only nn.ReLU is allowed"
-                )
-        expect_linear = not expect_linear
-    if expect_linear:
-        raise TargetError(
-            f"layer {offset + len(modules) - 1} (ReLU): the target must end with nn.Linear "
-            "(no activation after the last layer)"
+        op = op_of_module(module)
+        if isinstance(op, str):
+            raise UnsupportedTargetError(f"layer {position} ({name}): {op}")
+        groups[-1].append((position, op))
+    if not layers:
+        raise TargetError("the target has no nn.Linear or nn.Conv2d layer")
+    for index, group in enumerate(groups):
+        relus = [position for position, op in group if op.name == RELU]
+        if index == 0 and relus:
+            raise TargetError(
+                f"layer {relus[0]} (ReLU): a leading ReLU is not a target of the form "
+                "W_l σ(… σ(W_1 x)); expected nn.Linear or nn.Conv2d first"
+            )
+        if index == len(groups) - 1 and relus:
+            raise TargetError(
+                f"layer {relus[0]} (ReLU): the target must end with nn.Linear or nn.Conv2d "
+                "(no activation after the last layer)"
+            )
+        if 0 < index < len(groups) - 1 and len(relus) != 1:
+            where = f"layers {layers[index - 1][0]} and {layers[index][0]}"
+            if not relus:
+                raise TargetError(f"{where}: no nn.ReLU between two layers")
+            raise TargetError(f"layer {relus[1]} (ReLU): two activations in a row between {where}")
+    return layers, groups
+
+
+def _check_conv_options(module: nn.Conv2d, position: int) -> None:
+    name = f"layer {position} (Conv2d)"
+    if module.groups != 1:
+        raise UnsupportedTargetError(f"{name}: groups = {module.groups} is not supported (1 is)")
+    if module.padding_mode != "zeros":
+        raise UnsupportedTargetError(
+            f"{name}: padding_mode {module.padding_mode!r} is not supported ('zeros' is)"
         )
-    return layers, flatten
 
 
-def as_target(target, *, allow_bias: bool = True) -> Target:
+def _conv_kind(module: nn.Conv2d, position: int, in_hw: tuple[int, int]) -> Conv2d:
+    name = f"layer {position} (Conv2d)"
+    padding = module.padding
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        else:  # 'same' with symmetric padding is the same as explicit padding
+            total = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size, strict=True)]
+            if any(t % 2 for t in total):
+                raise UnsupportedTargetError(
+                    f"{name}: padding='same' with an even kernel pads asymmetrically; pad "
+                    "explicitly"
+                )
+            padding = tuple(t // 2 for t in total)
+    try:
+        return Conv2d(module.kernel_size, module.stride, padding, module.dilation, in_hw)
+    except ValueError as error:
+        raise TargetError(f"{name}: {error}") from None
+
+
+def _from_sequential(model: nn.Sequential, input_shape: Sequence[int] | None) -> Target:
+    _check_computes_its_layers(model)
+    layers, groups = _split(model)
+    first = layers[0][1]
+    if input_shape is None:
+        if isinstance(first, nn.Conv2d) or any(op.is_pool for _, op in groups[0]):
+            raise TargetError(
+                "input_shape=(C, H, W) is required: the target has a conv or pooling layer, "
+                "whose output depends on the image size"
+            )
+        input_shape = (first.in_features,)
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or min(shape) < 1:
+        raise TargetError(f"input_shape must be positive sizes, got {tuple(input_shape)}")
+    start_shape = shape
+    target_layers, ops = [], []
+    for index, group in enumerate(groups):
+        for position, op in group:
+            try:
+                shape = op.out_shape(shape)
+            except ValueError as error:
+                raise TargetError(f"layer {position}: {error}") from None
+        ops.append(tuple(op for _, op in group))
+        if index == len(layers):
+            break
+        position, module = layers[index]
+        target_layers.append(_read_layer(module, position, shape))
+        shape = target_layers[-1].out_shape
+    return Target(tuple(target_layers), tuple(ops), start_shape)
+
+
+def _read_layer(module: nn.Module, position: int, shape: tuple[int, ...]) -> TargetLayer:
+    """The float64 layer of ``module``, which receives examples of ``shape``."""
+    if isinstance(module, nn.Conv2d):
+        name = f"layer {position} (Conv2d {module.in_channels}->{module.out_channels})"
+        if len(shape) != 3 or shape[0] != module.in_channels:
+            raise TargetError(
+                f"{name}: expects (C={module.in_channels}, H, W) inputs but receives shape "
+                f"{shape}; shapes do not chain (check input_shape)"
+            )
+        kind: LayerKind = _conv_kind(module, position, shape[1:])
+        weight = _copy(effective_parameter(module, "weight"), f"{name} weight", 4)
+    else:
+        name = f"layer {position} (Linear {module.in_features}->{module.out_features})"
+        if shape != (module.in_features,):
+            hint = "; insert nn.Flatten before it" if len(shape) > 1 else ""
+            raise TargetError(
+                f"{name}: shapes do not chain, it takes {module.in_features} inputs but "
+                f"receives shape {shape}{hint}"
+            )
+        kind = DENSE
+        weight = _copy(effective_parameter(module, "weight"), f"{name} weight", 2)
+    bias = effective_parameter(module, "bias")
+    bias = None if bias is None else _copy(bias, f"{name} bias", 1)
+    if bias is not None and isinstance(kind, Conv2d):
+        try:
+            kind.bias_tap  # noqa: B018  (raises when no kernel position can carry the bias)
+        except ValueError as error:
+            raise UnsupportedTargetError(f"{name}: {error}") from None
+    return TargetLayer(weight, bias, kind)
+
+
+def as_target(target, *, input_shape: Sequence[int] | None = None) -> Target:
     """Validate ``target`` and return a float64 copy of its layers.
 
-    Accepted: an ``nn.Sequential`` of ``nn.Linear`` and ``nn.ReLU`` alternating, starting and
-    ending with ``nn.Linear`` (a leading ``nn.Flatten`` is allowed), a single ``nn.Linear``,
-    a list of weight matrices, or a list of ``(weight, bias)`` pairs. The caller's objects are
-    only read.
+    Args:
+        target: an ``nn.Sequential`` (see the module docstring), a single ``nn.Linear``, a list
+            of dense weight matrices (d_out, d_in), or a list of ``(weight, bias)`` pairs. The
+            caller's objects are only read.
+        input_shape: the shape of one example, e.g. (C, H, W); required when the target has a
+            conv or pooling layer.
+
+    Returns:
+        The :class:`Target`.
+
+    Raises:
+        TargetError: bad values or shapes (a ``ValueError``), naming the layer.
+        UnsupportedTargetError: a structure sslth does not take (a ``TypeError``), named.
     """
     if isinstance(target, Target):
         return target
-    flatten = False
     if isinstance(target, nn.Sequential):
-        raw, flatten = _layers_from_sequential(target)
-    elif isinstance(target, nn.Linear):
-        problem = module_problem(target, (nn.Linear,))
+        return _from_sequential(target, input_shape)
+    if isinstance(target, (nn.Linear, nn.Conv2d)):
+        problem = module_problem(target, _LAYERS)
         if problem:
             raise UnsupportedTargetError(f"the target ({type(target).__name__}) {problem}")
-        raw, flatten = _layers_from_sequential(nn.Sequential(target))
-    elif isinstance(target, nn.Module):
+        return _from_sequential(nn.Sequential(target), input_shape)
+    if isinstance(target, nn.Module):
         raise UnsupportedTargetError(
-            f"target of type {type(target).__name__} is not supported: pass an nn.Sequential of "
-            "nn.Linear and nn.ReLU, or a list of weight matrices"
+            f"target of type {type(target).__name__} is not supported: {_SUPPORTED}, or a list "
+            "of weight matrices"
         )
-    elif isinstance(target, Sequence) and not isinstance(target, (str, bytes)) and target:
-        raw = []
-        for index, item in enumerate(target):
-            name = f"layer {index}"
-            if isinstance(item, (tuple, list)) and len(item) == 2:
-                weight = _copy(item[0], f"{name} weight", 2)
-                bias = None if item[1] is None else _copy(item[1], f"{name} bias", 1)
-            else:
-                weight, bias = _copy(item, f"{name} weight", 2), None
-            raw.append((f"{name} ({weight.shape[1]}->{weight.shape[0]})", weight, bias))
-    else:
+    if not (isinstance(target, Sequence) and not isinstance(target, (str, bytes)) and target):
         raise UnsupportedTargetError(
-            f"target must be an nn.Sequential of nn.Linear/nn.ReLU or a non-empty list of weight "
-            f"matrices, got {type(target).__name__}"
+            f"target must be an nn.Sequential of layers or a non-empty list of weight matrices, "
+            f"got {type(target).__name__}"
         )
-
     layers = []
     previous_out = None
-    for name, weight, bias in raw:
+    for index, item in enumerate(target):
+        name = f"layer {index}"
+        if isinstance(item, (tuple, list)) and len(item) == 2:
+            weight = _copy(item[0], f"{name} weight", 2)
+            bias = None if item[1] is None else _copy(item[1], f"{name} bias", 1)
+        else:
+            weight, bias = _copy(item, f"{name} weight", 2), None
+        name = f"{name} ({weight.shape[1]}->{weight.shape[0]})"
         if weight.shape[0] == 0 or weight.shape[1] == 0:
             raise TargetError(f"{name} has an empty weight of shape {tuple(weight.shape)}")
         if previous_out is not None and weight.shape[1] != previous_out:
@@ -248,15 +432,17 @@ def as_target(target, *, allow_bias: bool = True) -> Target:
                 f"{name}: shapes do not chain, it takes {weight.shape[1]} inputs but the previous "
                 f"layer gives {previous_out} outputs"
             )
-        if bias is not None:
-            if not allow_bias:
-                raise TargetError(f"{name} has a bias, which this operation does not support")
-            if bias.shape != (weight.shape[0],):
-                raise TargetError(
-                    f"{name}: bias of shape {tuple(bias.shape)} does not match weight of shape "
-                    f"{tuple(weight.shape)}; weights are (d_out, d_in), as in nn.Linear (for "
-                    "scikit-learn's coefs_, pass each matrix transposed)"
-                )
+        if bias is not None and bias.shape != (weight.shape[0],):
+            raise TargetError(
+                f"{name}: bias of shape {tuple(bias.shape)} does not match weight of shape "
+                f"{tuple(weight.shape)}; weights are (d_out, d_in), as in nn.Linear (for "
+                "scikit-learn's coefs_, pass each matrix transposed)"
+            )
         previous_out = weight.shape[0]
         layers.append(TargetLayer(weight, bias))
-    return Target(tuple(layers), flatten)
+    if input_shape is not None and tuple(input_shape) != (layers[0].d_in,):
+        raise TargetError(
+            f"input_shape {tuple(input_shape)} does not match the first layer's "
+            f"{layers[0].d_in} inputs"
+        )
+    return Target(tuple(layers))

@@ -67,9 +67,7 @@ def sum_density(k: int, z: float, distribution: str = PRODUCT) -> float:
     return float(max(np.trapezoid(values, dx=step) / math.pi, 0.0))
 
 
-def window_probability(
-    k: int, z: float, delta: float, distribution: str = PRODUCT
-) -> float:
+def window_probability(k: int, z: float, delta: float, distribution: str = PRODUCT) -> float:
     """P(|S − z| < δ) for S a sum of k candidates: exact for k = 1 (where the product density
     −ln|x|/2 is infinite at 0, so density × 2δ would be meaningless near z = 0), density × 2δ
     beyond."""

@@ -28,6 +28,7 @@ from sslth.errors import NotATicketError, SslthError
 from sslth.kinds import kind_from_dict
 from sslth.masks import PairMasks, apply_pair_masks, plain_copy
 from sslth.network import network_operators, read_ticket_network
+from sslth.ops import Op
 from sslth.report import Report, build_report, layer_report
 from sslth.rounding import DTYPES, arithmetic_of
 from sslth.target import Target, TargetLayer
@@ -250,7 +251,7 @@ class Ticket:
             "dtype": str(self.dtype).replace("torch.", ""),
             "tolerances": self.tolerances,
             "solver": self.solver,
-            "flatten_input": self.target.flatten_input,
+            "structure": self.target.describe(),
             "specs": [spec.to_dict() for spec in self.specs],
             "report": None if self.report is None else self.report.to_dict(),
         }
@@ -426,7 +427,7 @@ def _ticket_from_payload(payload: dict, path: Path, device) -> Ticket:
                 "not match the stored checksum (tampered file, or a torch whose random "
                 "stream differs)"
             )
-    target = Target(tuple(layers), bool(metadata.get("flatten_input", False)))
+    target = _target(layers, metadata, path)
     ticket = Ticket(
         target,
         specs,
@@ -447,6 +448,33 @@ def _ticket_from_payload(payload: dict, path: Path, device) -> Ticket:
         except (TypeError, ValueError, KeyError):
             raise NotATicketError(f"{path}: the stored report is malformed") from None
     return ticket
+
+
+def _target(layers: list[TargetLayer], metadata: dict, path: Path) -> Target:
+    """The target of a file, its structure (operations, input shape) validated."""
+    structure = _field(metadata, "structure", path)
+    try:
+        ops = tuple(tuple(Op.from_dict(op) for op in group) for group in structure["ops"])
+        input_shape = tuple(int(s) for s in structure["input_shape"])
+        target = Target(tuple(layers), ops, input_shape)
+        if len(ops) != len(layers) + 1 or target.describe() != structure:
+            raise ValueError("the structure does not match the layers")
+        target.run(torch.zeros(1, target.input_size, dtype=torch.float64), _check_shapes(target))
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise NotATicketError(f"{path}: the target's structure is malformed ({error})") from None
+    return target
+
+
+def _check_shapes(target: Target):
+    """A stand-in layer for :meth:`Target.run` that checks each layer receives its shape."""
+
+    def layer(index: int, values: torch.Tensor) -> torch.Tensor:
+        expected = math.prod(target.layers[index].in_shape)
+        if values.shape[1] != expected:
+            raise ValueError(f"layer {index} receives {values.shape[1]} values, not {expected}")
+        return torch.zeros(values.shape[0], math.prod(target.layers[index].out_shape))
+
+    return layer
 
 
 def load(path: str | Path, *, device: str | torch.device = "cpu", samples: int = 2_000) -> Ticket:

@@ -223,7 +223,7 @@ def test_certify_refuses_non_ticket_structure():
 @pytest.mark.parametrize(
     "bad,error,match",
     [
-        (nn.Sequential(nn.Conv2d(1, 1, 3)), TypeError, "layer 0 \\(Conv2d\\)"),
+        (nn.Sequential(nn.Conv2d(2, 2, 3, groups=2)), TypeError, "layer 0 \\(Conv2d\\): groups"),
         (nn.Sequential(nn.Linear(3, 3), nn.Sigmoid(), nn.Linear(3, 1)), TypeError, "Sigmoid"),
         (nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3)), TypeError, "BatchNorm1d"),
         (nn.Sequential(nn.Linear(3, 3), nn.ReLU()), ValueError, "must end with nn.Linear"),

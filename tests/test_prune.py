@@ -101,7 +101,7 @@ def _model():
 @pytest.mark.parametrize(
     "target,kwargs,error,match",
     [
-        (nn.Sequential(nn.Conv2d(1, 1, 3)), {}, TypeError, "Conv2d"),
+        (nn.Sequential(nn.Conv2d(2, 2, 3, groups=2)), {}, TypeError, "groups"),
         (nn.Sequential(nn.Linear(3, 3), nn.Sigmoid(), nn.Linear(3, 1)), {}, TypeError, "Sigmoid"),
         (
             nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), nn.Linear(3, 1)),

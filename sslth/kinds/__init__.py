@@ -6,9 +6,10 @@ from typing import Any
 
 from sslth.errors import NotATicketError
 from sslth.kinds.base import LayerKind
+from sslth.kinds.conv import Conv2d
 from sslth.kinds.dense import DENSE, Dense, spectral_norm
 
-KINDS: dict[str, type[LayerKind]] = {Dense.name: Dense}
+KINDS: dict[str, type[LayerKind]] = {Dense.name: Dense, Conv2d.name: Conv2d}
 
 
 def kind_from_dict(data: Any) -> LayerKind:
@@ -22,4 +23,4 @@ def kind_from_dict(data: Any) -> LayerKind:
         raise NotATicketError(f"bad layer kind {data!r}: {error}") from None
 
 
-__all__ = ["DENSE", "KINDS", "Dense", "LayerKind", "kind_from_dict", "spectral_norm"]
+__all__ = ["DENSE", "KINDS", "Conv2d", "Dense", "LayerKind", "kind_from_dict", "spectral_norm"]

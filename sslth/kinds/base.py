@@ -47,6 +47,25 @@ class LayerKind(ABC):
         """Output positions that each add the same bias value (1 for a dense layer)."""
         return 1
 
+    @property
+    def in_positions(self) -> int:
+        """Input positions that each hold one value per channel (1 for a dense layer)."""
+        return 1
+
+    def constant_taps(self) -> torch.Tensor:
+        """(taps,) bool: kernel positions through which a constant hidden channel reaches
+        every output position unchanged (all of them for a dense layer)."""
+        return torch.ones(self.taps, dtype=torch.bool)
+
+    def module_types(self) -> tuple[type, ...]:
+        """The ``nn`` module class of both layers of a pair."""
+        return (nn.Linear,)
+
+    def module_problem(self, module: nn.Module, first: bool) -> str | None:
+        """Why ``module`` is not the first (or second) layer of this kind's pair, beyond its
+        class and channel counts (None when it is)."""
+        return None
+
     def to_rows(self, tensor: torch.Tensor) -> torch.Tensor:
         """(d_out, width, *kernel) → the (d_out · taps, width) matrix view, row (i, t) holding
         kernel position t of output i (a view for a dense layer)."""

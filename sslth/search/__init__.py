@@ -32,7 +32,7 @@ from sslth.ticket import Ticket
 def prune(target, epsilon: float, density: float, **options) -> Ticket:
     start = time.perf_counter()
     options = _options(epsilon, density, options)
-    target = as_target(target)
+    target = as_target(target, input_shape=options.input_shape)
     search = Search(target, options, resolve_device(options.device), make_solver(options.method))
     search.plan()
     best = search.run()

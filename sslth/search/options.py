@@ -49,6 +49,11 @@ class PruneOptions:
         10_000, help="random points of the sphere for the report's empirical error"
     )
     refine: bool = option(True, help="after a first success, shrink n of small layers")
+    input_shape: list[int] | None = option(
+        None,
+        help="shape of one example, e.g. [C, H, W]; required when the target has a conv or "
+        "a pooling layer",
+    )
     dtype: str = option(
         "float64",
         help="dtype of ticket.network, whose floating-point rounding the certificate covers: "
