@@ -78,7 +78,7 @@ class LayerKind(ABC):
         """Inverse of :meth:`to_rows`: (d_out · taps, width) → (d_out, width, *kernel)."""
         width = matrix.shape[1]
         if self.taps == 1:
-            return matrix.reshape(d_out, width)
+            return matrix.reshape(d_out, width, *self.kernel_shape)
         return (
             matrix.reshape(d_out, self.taps, width)
             .transpose(1, 2)
