@@ -1,28 +1,42 @@
-"""Benchmark ``sslth.prune`` at the scale of the published experiment (issue 6).
+"""Benchmark ``sslth.prune`` end to end: the published experiment's size, scale, a CNN, and a busy
+machine.
 
     python scripts/bench_prune.py --target 784-500-10 [--device cpu] [--epsilon 0.01]
-                                  [--density 0.1] [--seed 0]
+                                  [--density 0.1] [--seed 0] [--threads N] [--busy]
+                                  [--no-network] [--json PATH]
 
-The target is random: each layer is a Gaussian matrix divided by its spectral norm (norm 1, as
-the theorem assumes), without biases. Prints the wall time of each step, peak host memory
-(``ru_maxrss``; and ``torch.cuda.max_memory_allocated`` on CUDA), the random network's size m,
-the density and the certified error.
+``--target`` is a list of layer sizes (a random MLP: each layer a Gaussian matrix divided by its
+spectral norm, no biases, as the theorem assumes) or ``lenet5`` (LeNet-5 on 1×28×28: conv 1→6
+5×5, max pool 2, conv 6→16 5×5, max pool 2, 256→120→84→10, biases, every layer scaled to
+operator norm 1 on its input shape). Each step is printed as it finishes (the search's own
+events on stderr), then the wall time of each step, peak host memory (``ru_maxrss``; and
+``torch.cuda.max_memory_allocated`` on CUDA), m, m/m_t, n, k, the density and the certified
+error.
+
+``--busy`` measures the same prune twice in this run: alone, then beside a competing process
+doing 2-thread PyTorch matrix products (how a shared workstation or a CI runner looks), and
+prints the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
 import resource
 import sys
 import time
 
 import torch
+from torch import nn
 
 import sslth
 from sslth.config import random_target
+from sslth.convnorm import conv_norm_bound
 from sslth.device import resolve_device
+
+LENET_INPUT = [1, 28, 28]
 
 
 def peak_host_bytes() -> int:
@@ -31,32 +45,118 @@ def peak_host_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
+def lenet5(seed: int = 0) -> nn.Sequential:
+    """LeNet-5-shaped target with biases, every layer scaled to operator norm at most 1 (the
+    conv norms by sslth's upper bound on the layer's input shape)."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(256, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, 10),
+    )
+    shapes = {0: (28, 28), 3: (12, 12)}
+    with torch.no_grad():
+        for index, module in enumerate(model):
+            if isinstance(module, nn.Conv2d):
+                norm = conv_norm_bound(module.weight.double(), shapes[index])
+            elif isinstance(module, nn.Linear):
+                norm = float(torch.linalg.matrix_norm(module.weight.double(), ord=2))
+            else:
+                continue
+            module.weight.div_(norm)
+            module.bias.mul_(0.1)
+    return model
+
+
+def build(target: str, seed: int) -> tuple[nn.Sequential, list[int] | None]:
+    if target == "lenet5":
+        return lenet5(seed), LENET_INPUT
+    sizes = [int(s) for s in target.split("-")]
+    return random_target(sizes, seed=seed), None
+
+
+def _compete(stop) -> None:
+    """A competing PyTorch process: 2-thread matrix products until told to stop."""
+    torch.set_num_threads(2)
+    a = torch.randn(1024, 1024)
+    while not stop.is_set():
+        a = torch.tanh(a @ a / 32.0)
+
+
+def run_prune(args, model, input_shape, device, progress: bool) -> tuple[sslth.Ticket, float]:
+    start = time.perf_counter()
+    ticket = sslth.prune(
+        model,
+        args.epsilon,
+        args.density,
+        seed=args.seed,
+        device=str(device),
+        input_shape=input_shape,
+        threads=args.threads,
+        progress=progress,
+    )
+    return ticket, time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", default="784-500-10", help="layer sizes, e.g. 784-500-10")
+    parser.add_argument("--target", default="784-500-10", help="layer sizes, or lenet5")
     parser.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda if any)")
     parser.add_argument("--epsilon", type=float, default=0.01)
     parser.add_argument("--density", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="sslth's worker threads")
+    parser.add_argument(
+        "--busy", action="store_true", help="also run beside a competing 2-thread process"
+    )
     parser.add_argument(
         "--no-network", action="store_true", help="skip building the dense masked network"
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress or step lines")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
 
-    sizes = [int(s) for s in args.target.split("-")]
-    # spectral norm 1 per layer (as the theorem assumes), no biases
-    target = random_target(sizes, seed=args.seed)
+    model, input_shape = build(args.target, args.seed)
     device = resolve_device(args.device)
+    print(
+        f"target {args.target} ({sum(p.numel() for p in model.parameters()):,} weights), "
+        f"ε = {args.epsilon:g}, density <= {args.density:g}, device {device}, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} torch threads, sslth workers "
+        f"{args.threads or sslth.device.available_cores()}",
+        flush=True,
+    )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    ticket = sslth.prune(
-        target, args.epsilon, args.density, seed=args.seed, device=device, progress=False
-    )
-    wall = time.perf_counter() - start
+    ticket, wall = run_prune(args, model, input_shape, device, progress=not args.quiet)
     peak_prune = peak_host_bytes()
     report = ticket.report
+    busy = None
+    if args.busy:
+        context = multiprocessing.get_context("spawn")
+        stop = context.Event()
+        competitor = context.Process(target=_compete, args=(stop,), daemon=True)
+        competitor.start()
+        time.sleep(2.0)  # let it settle into its loop
+        try:
+            again, busy = run_prune(args, model, input_shape, device, progress=False)
+        finally:
+            stop.set()
+            competitor.join(timeout=10)
+        same = [m.second.equal(n.second) for m, n in zip(ticket.masks, again.masks, strict=True)]
+        print(
+            f"busy: {busy:.2f} s beside a 2-thread PyTorch process, {wall:.2f} s alone: "
+            f"ratio {busy / wall:.2f} (same masks: {all(same)})",
+            flush=True,
+        )
     network_s = None
     if not args.no_network:
         # prune never builds the dense network; a user who asks for it pays this once
@@ -70,9 +170,11 @@ def main(argv: list[str] | None = None) -> dict:
         "density_limit": args.density,
         "device": str(device),
         "torch": torch.__version__,
-        "cpu_threads": torch.get_num_threads(),
+        "workers": args.threads or sslth.device.available_cores(),
         "machine": platform.machine(),
         "wall_s": wall,
+        "busy_s": busy,
+        "busy_ratio": None if busy is None else busy / wall,
         "steps_s": dict(report.timings),
         "peak_host_gib_prune": peak_prune / 1024**3,
         "network_s": network_s,
@@ -81,17 +183,17 @@ def main(argv: list[str] | None = None) -> dict:
             torch.cuda.max_memory_allocated(device) / 1024**3 if device.type == "cuda" else None
         ),
         "m": report.random_params,
+        "m_over_mt": report.overparameterization,
         "n": report.n,
+        "n_max": [layer.n_max for layer in report.layers],
+        "grown_blocks": [layer.grown_blocks for layer in report.layers],
         "k": report.k,
         "density": report.density,
         "certified_error": report.certified_error,
+        "certified_error_exact": report.certified_error_exact,
+        "rounding_error": report.rounding_error,
         "empirical_error": report.empirical_error,
     }
-    print(
-        f"target {args.target} ({report.target_params:,} weights), ε = {args.epsilon:g}, "
-        f"density <= {args.density:g}, device {device}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
-    )
     for name, seconds in report.timings.items():
         print(f"  {name:<12} {seconds:8.2f} s")
     print(f"  {'total':<12} {wall:8.2f} s   (sslth.prune, end to end)")
@@ -106,9 +208,14 @@ def main(argv: list[str] | None = None) -> dict:
             else ""
         )
     )
-    print(f"m = {report.random_params:,} random weights (n = {report.n}, k = {report.k})")
     print(
-        f"density {report.density:.4g}, certified error {report.certified_error:.4g}, "
+        f"m = {report.random_params:,} random weights (m/m_t = {report.overparameterization:.1f}; "
+        f"n = {report.n}, largest block n = {figures['n_max']}, grown blocks "
+        f"{figures['grown_blocks']}, k = {report.k})"
+    )
+    print(
+        f"density {report.density:.4g}, certified error {report.certified_error:.4g} "
+        f"(exact {report.certified_error_exact:.4g} + rounding {report.rounding_error:.2g}), "
         f"empirical error {report.empirical_error:.4g}"
     )
     if args.json:

@@ -140,86 +140,123 @@ def _reduce(
     kind: LayerKind = DENSE,
 ) -> PairOperator:
     """A, B, offset and their magnitudes from each neuron's input weight ``a`` (0 if pruned),
-    the input it reads, its bias ``c`` and V; float64 temporaries are bounded by chunking the
-    hidden neurons."""
-    d_out = v.shape[0]
-    v = kind.to_rows(v)
-    rows, hidden = v.shape
-    device = v.device
-    positive = torch.zeros(d_in, rows, dtype=torch.float64, device=device)
-    negative = torch.zeros_like(positive)
-    abs_positive = torch.zeros_like(positive)
-    abs_negative = torch.zeros_like(positive)
-    offset = torch.zeros(rows, dtype=torch.float64, device=device)
-    abs_offset = torch.zeros_like(offset)
-    row_abs = torch.zeros_like(offset)
-    row_terms = torch.zeros(rows, dtype=torch.int64, device=device)
-    column_abs_max = torch.zeros(kind.taps, dtype=torch.float64, device=device)
-    a, column, c = a.to(device), column.to(device), c.to(device)
-    # a neuron with no input weight and no positive bias outputs exactly 0: its V entries add
-    # exact zeros to every sum, so they count neither as terms nor in |V|
-    live = (a != 0) | (c > 0)
-    chunk = max(1, (1 << 22) // max(rows, 1))  # about 32 MiB of float64 per temporary
-    for start in range(0, hidden, chunk):
-        stop = min(hidden, start + chunk)
-        part = v[:, start:stop].to(torch.float64).T  # (chunk, rows)
-        a_part, col = a[start:stop, None], column[start:stop]
-        positive.index_add_(0, col, part * a_part.clamp(min=0))
-        negative.index_add_(0, col, part * a_part.clamp(max=0))  # = −|a| V where a < 0
-        offset += torch.relu(c[start:stop]) @ part
-        magnitude = part.abs() * live[start:stop, None]
-        abs_positive.index_add_(0, col, magnitude * a_part.clamp(min=0))
-        abs_negative.index_add_(0, col, magnitude * (-a_part).clamp(min=0))
-        abs_offset += torch.relu(c[start:stop]) @ magnitude
-        row_abs += magnitude.sum(dim=0)
-        row_terms += (magnitude != 0).sum(dim=0)
-        per_tap = magnitude.view(stop - start, d_out, kind.taps).sum(dim=1)
-        column_abs_max = torch.maximum(column_abs_max, per_tap.max(dim=0).values)
-    # ||T_|V||| <= Σ_taps || |V_t| || <= Σ_taps sqrt(max row sum · max column sum)
-    row_abs_max = row_abs.view(d_out, kind.taps).max(dim=0).values
-    second_norm = float((row_abs_max * column_abs_max).sqrt().sum())
-    squares = torch.zeros(d_in, dtype=torch.float64, device=device)
-    squares.index_add_(0, column, a * a)
-    counts = torch.bincount(column[live], minlength=d_in)
-    stats = PairStats(
-        abs_positive=kind.from_rows(abs_positive.T.contiguous(), d_out),
-        abs_negative=kind.from_rows(abs_negative.T.contiguous(), d_out),
-        abs_offset=abs_offset.view(d_out, kind.taps).sum(dim=1),
-        first_norm=float(squares.max().sqrt()) if d_in else 0.0,
-        first_bias_norm=float(torch.linalg.vector_norm(c)),
-        first_fan_in=int(((a != 0).to(torch.int64) + (c != 0).to(torch.int64)).max())
-        if hidden
-        else 0,
-        second_fan_in=int(row_terms.view(d_out, kind.taps).sum(dim=1).max()) if rows else 0,
-        second_norm=second_norm,
-        terms_per_entry=int(counts.max()) + 1 if counts.numel() else 1,
-    )
-    return PairOperator(
-        kind.from_rows(positive.T.contiguous(), d_out),
-        kind.from_rows(negative.T.contiguous(), d_out),
-        offset.view(d_out, kind.taps).sum(dim=1) if kind.taps > 1 else offset,
-        kind,
-        stats,
-    )
+    the input it reads, its bias ``c`` and V (d_out, hidden, *kernel), in chunks of neurons."""
+    reduction = _Reduction(d_in, v.shape[0], kind, v.device)
+    rows = kind.to_rows(v)
+    chunk = max(1, (1 << 22) // max(rows.shape[0], 1))  # about 32 MiB of float64 per temporary
+    for start in range(0, rows.shape[1], chunk):
+        stop = min(rows.shape[1], start + chunk)
+        reduction.add(a[start:stop], column[start:stop], c[start:stop], rows[:, start:stop])
+    return reduction.result()
 
 
-def block_pair_operator(
-    spec, kept_neurons: torch.Tensor, diagonal: torch.Tensor, second: torch.Tensor
-) -> PairOperator:
-    """The operator of a pair given in compact form, without its dense U: neuron h keeps
-    ``diagonal[h]`` (its U entry on input h // 2n, or its bias in the bias block) iff
-    ``kept_neurons[h]``, and ``second`` is V already masked. The same function as
-    :func:`pair_operator` of the dense masked pair (which is checked in the tests)."""
-    from sslth.construct import input_of_neuron
+class _Reduction:
+    """Accumulates A, B, the offset and the magnitudes of :class:`PairStats` over chunks of
+    hidden neurons, so that V never needs to be held whole."""
 
-    device = second.device
-    kept = kept_neurons.to(device)
-    value = torch.where(kept, diagonal.to(device=device, dtype=torch.float64), 0.0)
-    block = input_of_neuron(spec).to(device)
-    in_bias_block = block >= spec.d_in
-    a = torch.where(in_bias_block, 0.0, value)
-    c = torch.where(in_bias_block, value, 0.0)
-    return _reduce(a, block.clamp(max=spec.d_in - 1), c, second, spec.d_in, spec.kind)
+    def __init__(self, d_in: int, d_out: int, kind: LayerKind, device) -> None:
+        self.d_in, self.d_out, self.kind, self.device = d_in, d_out, kind, device
+        rows = d_out * kind.taps
+        zeros = torch.zeros(d_in, rows, dtype=torch.float64, device=device)
+        self.positive, self.negative = zeros, zeros.clone()
+        self.abs_positive, self.abs_negative = zeros.clone(), zeros.clone()
+        self.offset = torch.zeros(rows, dtype=torch.float64, device=device)
+        self.abs_offset = torch.zeros_like(self.offset)
+        self.row_abs = torch.zeros_like(self.offset)
+        self.row_terms = torch.zeros(rows, dtype=torch.int64, device=device)
+        self.column_abs_max = torch.zeros(kind.taps, dtype=torch.float64, device=device)
+        self.squares = torch.zeros(d_in, dtype=torch.float64, device=device)
+        self.counts = torch.zeros(d_in, dtype=torch.int64, device=device)
+        self.bias_squares = 0.0
+        self.fan_in = 0
+        # the offset is constant at every output position only through the constant taps
+        self.moving_taps = ~kind.constant_taps().to(device)
+
+    def add(self, a, column, c, v_rows) -> None:
+        """Neurons with input weights ``a`` on inputs ``column``, biases ``c``, and V's columns
+        ``v_rows`` (rows, chunk) in the matrix view."""
+        device = self.device
+        a = a.to(device=device, dtype=torch.float64)
+        column, c = column.to(device), c.to(device=device, dtype=torch.float64)
+        # a neuron with no input weight and no positive bias outputs exactly 0: its V entries
+        # add exact zeros to every sum, so they count neither as terms nor in |V|
+        live = (a != 0) | (c > 0)
+        part = v_rows.to(device=device, dtype=torch.float64).T  # (chunk, rows)
+        a_part = a[:, None]
+        self.positive.index_add_(0, column, part * a_part.clamp(min=0))
+        self.negative.index_add_(0, column, part * a_part.clamp(max=0))  # = −|a| V, a < 0
+        bias = torch.relu(c)
+        self.offset += bias @ part
+        magnitude = part.abs() * live[:, None]
+        self.abs_positive.index_add_(0, column, magnitude * a_part.clamp(min=0))
+        self.abs_negative.index_add_(0, column, magnitude * (-a_part).clamp(min=0))
+        self.abs_offset += bias @ magnitude
+        self.row_abs += magnitude.sum(dim=0)
+        self.row_terms += (magnitude != 0).sum(dim=0)
+        per_tap = magnitude.view(part.shape[0], self.d_out, self.kind.taps).sum(dim=1)
+        if per_tap.numel():
+            self.column_abs_max = torch.maximum(self.column_abs_max, per_tap.max(dim=0).values)
+        if bool(self.moving_taps.any()):
+            through = (bias[:, None] * magnitude).view(-1, self.d_out, self.kind.taps)
+            if bool((through[:, :, self.moving_taps] != 0).any()):
+                raise NotATicketError(
+                    "a bias neuron reaches the output through a kernel position that leaves the "
+                    "image at some output position: its contribution is not a constant offset, "
+                    "not a ticket structure"
+                )
+        self.squares.index_add_(0, column, a * a)
+        self.counts += torch.bincount(column[live], minlength=self.d_in)
+        self.bias_squares += float((c * c).sum())
+        if a.numel():
+            self.fan_in = max(self.fan_in, int(((a != 0).to(torch.int64) + (c != 0)).max()))
+
+    def result(self) -> PairOperator:
+        kind, d_out, d_in = self.kind, self.d_out, self.d_in
+        # ||T_|V||| <= Σ_taps || |V_t| || <= Σ_taps sqrt(max row sum · max column sum)
+        row_abs_max = self.row_abs.view(d_out, kind.taps).max(dim=0).values
+        second_norm = float((row_abs_max * self.column_abs_max).sqrt().sum())
+        stats = PairStats(
+            abs_positive=kind.from_rows(self.abs_positive.T.contiguous(), d_out),
+            abs_negative=kind.from_rows(self.abs_negative.T.contiguous(), d_out),
+            abs_offset=self.abs_offset.view(d_out, kind.taps).sum(dim=1),
+            first_norm=float(self.squares.max().sqrt()) if d_in else 0.0,
+            first_bias_norm=math.sqrt(self.bias_squares),
+            first_fan_in=self.fan_in,
+            second_fan_in=int(self.row_terms.view(d_out, kind.taps).sum(dim=1).max()),
+            second_norm=second_norm,
+            terms_per_entry=int(self.counts.max()) + 1 if self.counts.numel() else 1,
+        )
+        offset = self.offset.view(d_out, kind.taps).sum(dim=1) if kind.taps > 1 else self.offset
+        return PairOperator(
+            kind.from_rows(self.positive.T.contiguous(), d_out),
+            kind.from_rows(self.negative.T.contiguous(), d_out),
+            offset,
+            kind,
+            stats,
+        )
+
+
+def masked_pair_operator(spec, masks, device=None) -> PairOperator:
+    """The operator of a ticket's pair from its compact masks, drawing V block by block from
+    the seed (never the dense U, nor all of V at once). The same function as
+    :func:`pair_operator` of the dense masked pair (which the tests check)."""
+    from sslth.construct import block_diagonal, block_second
+
+    device = device or torch.device("cpu")
+    reduction = _Reduction(spec.d_in, spec.d_out, spec.kind, device)
+    matrix = spec.kind.to_rows(masks.second)
+    offsets = spec.block_offsets
+    for block in range(spec.blocks):
+        start, stop = offsets[block], offsets[block + 1]
+        kept = masks.kept_neurons[start:stop]
+        value = torch.where(kept, block_diagonal(spec, block).to(torch.float64), 0.0)
+        second = block_second(spec, block) * matrix[:, start:stop]
+        column = torch.full((stop - start,), min(block, spec.d_in - 1), dtype=torch.long)
+        if block < spec.d_in:
+            reduction.add(value, column, torch.zeros_like(value), second)
+        else:
+            reduction.add(torch.zeros_like(value), column, value, second)
+    return reduction.result()
 
 
 @dataclass

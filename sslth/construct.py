@@ -3,50 +3,62 @@
 Every target layer W (d_out × d_in, or d_out × d_in × kernel for a conv) becomes a pair of random
 layers
 
-    U: d_in -> hidden,  hidden = 2 · neurons_per_input · blocks,   V: hidden -> d_out,
+    U: d_in -> hidden,   V: hidden -> d_out,
 
-with every weight i.i.d. Uniform[-1, 1] (for a conv, U is a 1×1 conv and V has W's kernel).
-Hidden neuron h belongs to the block of input ``h // (2 · neurons_per_input)``. A target with a
-bias gets one extra block whose neurons read the constant 1 through a (random, Uniform[-1, 1])
-bias of U: homogeneous coordinates without an extra input, so the ticket takes the same input as
-the target (docs/design.md, "Construction").
+with every weight i.i.d. Uniform[-1, 1] (for a conv, U is a 1×1 conv and V has W's kernel). The
+hidden neurons come in blocks, one per input j (2·n_j neurons) and, for a target with a bias, one
+more block whose neurons read the constant 1 through U's (random) bias: homogeneous coordinates
+without an extra input, so the ticket takes the same input as the target (docs/design.md,
+"Construction"). Every block has the planned n_j = n, except blocks the search *grew* because a
+random draw left some instance out of reach there (``PairSpec.grown``).
 
-We implement the *sign split*: in block j a neuron with a = U[h, j] > 0 serves the positive
-part σ(x_j), one with a < 0 the negative part σ(−x_j); all 2n neurons of a block are used.
-For every row r of the matrix view (output i, kernel position t; see :mod:`sslth.kinds.base`)
-and input j there are two fixed-size subset-sum instances:
+We implement the *sign split*: in block j a neuron with a = U[h, j] > 0 serves the positive part
+σ(x_j), one with a < 0 the negative part σ(−x_j); all 2n_j neurons of a block are used.
 
-    positive: values {a_h V_r[h] : a_h > 0},   target  W_r[j]
-    negative: values {|a_h| V_r[h] : a_h < 0}, target −W_r[j]
+**Randomness.** Each block has its own random streams, seeded from (layer seed, block, stream)
+and drawn by CPU ``torch.Generator`` s (the Mersenne Twister), then moved: the same seed gives the
+same network on every device. A block's streams hold, in this order,
 
-The bias block only has positive instances, one per output, at the kind's bias tap (its input is
-the constant 1, so σ(−1) = 0).
+- ``DIAGONAL``: U[h, j] for its 2n_j neurons (for the bias block, their U biases);
+- ``SECOND``: V's columns of the block, neuron by neuron (each neuron's d_out·taps entries);
+- ``FIRST``: the rest of U's rows of the block (and ``FIRST_BIAS``, the U biases of a weight block),
+  which preprocessing always masks: drawn only when the dense network is built.
 
-Randomness: layer i draws from its own generators, seeded from ``(seed, i)``, so that the
-weights of one layer do not depend on the size chosen for another; U is drawn in chunks of
-``ROWS_PER_DRAW`` rows, which lets us read its block diagonal without holding the dense matrix.
-All draws are made by CPU ``torch.Generator`` s (Philox-free, the CPU Mersenne Twister), then
-moved: the same seed gives the same network on every device.
+Drawing neuron by neuron makes a grown block's first 2n_j neurons identical to the block before it
+grew, and reading U's block diagonal costs 2n_j draws per block, never the dense U.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import torch
 from torch import nn
 
 from sslth.kinds import DENSE, LayerKind
-from sslth.target import Target, TargetLayer
+from sslth.target import Target
 
-ROWS_PER_DRAW = 4096  # part of the definition of the random stream: do not change
 SEED_LIMIT = 2**62  # layer seeds are taken modulo 2^62: larger seeds would repeat smaller ones
-_STREAM_U, _STREAM_U_BIAS, _STREAM_V = 0, 1, 2
+_DIAGONAL, _SECOND, _FIRST, _FIRST_BIAS = 0, 1, 2, 3
+_MASK64 = (1 << 64) - 1
+
+
+def _mix(value: int) -> int:
+    """SplitMix64's finalizer: a bijection of 64-bit integers that scatters nearby seeds."""
+    value = (value + 0x9E3779B97F4A7C15) & _MASK64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return value ^ (value >> 31)
 
 
 @dataclass(frozen=True)
 class PairSpec:
-    """Shape and seed of the random pair of layers that stands in for one target layer."""
+    """Shape and seed of the random pair of layers that stands in for one target layer.
+
+    ``neurons_per_input`` is the planned n; ``grown`` lists (block, n_j) for the blocks the
+    search gave more neurons.
+    """
 
     d_in: int
     d_out: int
@@ -54,18 +66,41 @@ class PairSpec:
     has_bias: bool
     seed: int
     kind: LayerKind = field(default=DENSE)
+    grown: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "grown", tuple(sorted((int(j), int(n)) for j, n in dict(self.grown).items()))
+        )
 
     @property
     def blocks(self) -> int:
         return self.d_in + int(self.has_bias)
 
-    @property
-    def block_size(self) -> int:
-        return 2 * self.neurons_per_input
+    @cached_property
+    def block_neurons(self) -> tuple[int, ...]:
+        """n_j per block: a block holds 2 n_j hidden neurons."""
+        sizes = [self.neurons_per_input] * self.blocks
+        for block, n in self.grown:
+            sizes[block] = n
+        return tuple(sizes)
+
+    @cached_property
+    def block_offsets(self) -> tuple[int, ...]:
+        """Index of each block's first hidden neuron, and the hidden width last."""
+        offsets = [0]
+        for n in self.block_neurons:
+            offsets.append(offsets[-1] + 2 * n)
+        return tuple(offsets)
 
     @property
     def hidden(self) -> int:
-        return self.block_size * self.blocks
+        return self.block_offsets[-1]
+
+    @property
+    def uniform_blocks(self) -> bool:
+        """Every block has the planned n (none grew)."""
+        return all(n == self.neurons_per_input for n in self.block_neurons)
 
     @property
     def taps(self) -> int:
@@ -77,18 +112,29 @@ class PairSpec:
         return self.d_out * self.kind.taps
 
     @property
+    def weight_neurons(self) -> int:
+        """Hidden neurons of the input blocks (the bias block's follow them)."""
+        return self.block_offsets[self.d_in]
+
+    @property
     def dense_params(self) -> int:
         """Weights of the two dense random layers (U, its bias if any, V): the paper's count."""
-        return (
-            self.hidden * self.d_in
-            + (self.hidden if self.has_bias else 0)
-            + self.rows * self.hidden
-        )
+        first = self.hidden * self.d_in + (self.hidden if self.has_bias else 0)
+        return first + self.rows * self.hidden
 
     @property
     def block_params(self) -> int:
         """Entries that survive preprocessing (one per hidden neuron in U) plus all of V."""
         return self.hidden + self.rows * self.hidden
+
+    def with_blocks(self, neurons: dict[int, int]) -> PairSpec:
+        """This spec with the given blocks at the given n_j (never smaller than now)."""
+        grown = dict(self.grown)
+        for block, n in neurons.items():
+            if n < self.block_neurons[block]:
+                raise ValueError(f"block {block} cannot shrink from {self.block_neurons[block]}")
+            grown[block] = n
+        return replace(self, grown=tuple(grown.items()))
 
     def to_dict(self) -> dict:
         return {
@@ -98,6 +144,7 @@ class PairSpec:
             "has_bias": self.has_bias,
             "seed": self.seed,
             "kind": self.kind.to_dict(),
+            "grown": [list(pair) for pair in self.grown],
         }
 
 
@@ -106,153 +153,67 @@ def layer_seed(seed: int, layer: int) -> int:
     return (int(seed) * 1_000_003 + 7919 * (layer + 1)) % (2**62)
 
 
-def _generator(seed: int, stream: int) -> torch.Generator:
-    return torch.Generator(device="cpu").manual_seed(seed * 4 + stream)
+def _generator(seed: int, block: int, stream: int) -> torch.Generator:
+    key = _mix(_mix(_mix(seed) ^ block) ^ stream) % (2**63)
+    return torch.Generator(device="cpu").manual_seed(key)
 
 
 def _uniform(generator: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.rand(*shape, generator=generator, dtype=torch.float32).mul_(2).sub_(1)
 
 
-def _u_chunks(spec: PairSpec):
-    generator = _generator(spec.seed, _STREAM_U)
-    for start in range(0, spec.hidden, ROWS_PER_DRAW):
-        rows = min(ROWS_PER_DRAW, spec.hidden - start)
-        yield start, _uniform(generator, rows, spec.d_in)
+def block_diagonal(spec: PairSpec, block: int) -> torch.Tensor:
+    """(2 n_j,) float32: U[h, j] for the neurons of block j (their U biases for the bias
+    block): the only U entries preprocessing keeps."""
+    return _uniform(_generator(spec.seed, block, _DIAGONAL), 2 * spec.block_neurons[block])
+
+
+def block_second(spec: PairSpec, block: int) -> torch.Tensor:
+    """(rows, 2 n_j) float32: V's columns of block j in the matrix view (row (i, t) holds
+    kernel position t of output i)."""
+    size = 2 * spec.block_neurons[block]
+    return _uniform(_generator(spec.seed, block, _SECOND), size, spec.rows).T
+
+
+def first_layer_diagonal(spec: PairSpec) -> torch.Tensor:
+    """(hidden,) U's block diagonal (and the bias block's U biases), block by block."""
+    return torch.cat([block_diagonal(spec, block) for block in range(spec.blocks)])
 
 
 def first_layer_weight(spec: PairSpec) -> torch.Tensor:
     """The dense (hidden, d_in) weight of U, regenerated from the seed (float32, CPU)."""
-    return torch.cat([chunk for _, chunk in _u_chunks(spec)], dim=0)
+    parts = []
+    for block in range(spec.blocks):
+        size = 2 * spec.block_neurons[block]
+        rows = _uniform(_generator(spec.seed, block, _FIRST), size, spec.d_in)
+        if block < spec.d_in:
+            rows[:, block] = block_diagonal(spec, block)
+        parts.append(rows)
+    return torch.cat(parts)
 
 
 def first_layer_bias(spec: PairSpec) -> torch.Tensor | None:
+    """U's bias (hidden,): the bias block's are its diagonal, the others are always masked."""
     if not spec.has_bias:
         return None
-    return _uniform(_generator(spec.seed, _STREAM_U_BIAS), spec.hidden)
+    parts = [
+        _uniform(_generator(spec.seed, block, _FIRST_BIAS), 2 * spec.block_neurons[block])
+        for block in range(spec.d_in)
+    ]
+    parts.append(block_diagonal(spec, spec.d_in))
+    return torch.cat(parts)
 
 
 def second_layer_weight(spec: PairSpec) -> torch.Tensor:
     """V, (d_out, hidden, *kernel), regenerated from the seed (float32, CPU)."""
-    weight = _uniform(_generator(spec.seed, _STREAM_V), spec.d_out, spec.hidden * spec.taps)
-    return weight.view(spec.d_out, spec.hidden, *spec.kind.kernel_shape)
+    matrix = torch.cat([block_second(spec, block) for block in range(spec.blocks)], dim=1)
+    return spec.kind.from_rows(matrix, spec.d_out)
 
 
 def input_of_neuron(spec: PairSpec) -> torch.Tensor:
     """(hidden,) index of the block each hidden neuron belongs to (d_in for the bias block)."""
-    return torch.arange(spec.hidden) // spec.block_size
-
-
-def first_layer_diagonal(spec: PairSpec) -> torch.Tensor:
-    """(hidden,) the only U entries preprocessing keeps: U[h, h // 2n], or the bias of U for
-    the bias block. Streams U in chunks, never holding the dense matrix."""
-    diagonal = torch.empty(spec.hidden, dtype=torch.float32)
-    block_of = input_of_neuron(spec)
-    n_weight_rows = spec.block_size * spec.d_in
-    for start, chunk in _u_chunks(spec):
-        stop = min(start + chunk.shape[0], n_weight_rows)
-        if stop <= start:
-            continue
-        rows = torch.arange(stop - start)
-        diagonal[start:stop] = chunk[rows, block_of[start:stop]]
-    if spec.has_bias:
-        diagonal[n_weight_rows:] = first_layer_bias(spec)[n_weight_rows:]
-    return diagonal
-
-
-@dataclass
-class RandomPair:
-    """The parts of one random pair needed to solve for its masks."""
-
-    spec: PairSpec
-    diagonal: torch.Tensor  # (hidden,) float32, see first_layer_diagonal
-    second: torch.Tensor  # (d_out, hidden, *kernel) float32, V
-
-    @classmethod
-    def draw(cls, spec: PairSpec) -> RandomPair:
-        return cls(spec, first_layer_diagonal(spec), second_layer_weight(spec))
-
-
-@dataclass
-class SignInstances:
-    """The subset-sum instances of one sign of one pair, ready for ``subset_sum.solve``.
-
-    Row b is matrix-view row ``row_of[b]`` and block ``block_of[b]``; column t of that row is
-    hidden neuron ``neuron[block_of[b], t]``. Positions past the number of neurons of the right
-    sign are padding (``valid`` False). The rows are ordered by matrix-view row, then block.
-    """
-
-    sign: int  # +1 or -1
-    neuron: torch.Tensor  # (n_blocks, m) long, hidden neuron of each candidate column
-    block_counts: torch.Tensor  # (n_blocks,) neurons of the right sign per block
-    row_of: torch.Tensor  # (B,) long, matrix-view row of each instance
-    block_of: torch.Tensor  # (B,) long, block of each instance (d_in for the bias block)
-    valid: torch.Tensor  # (B, m) bool
-    values: torch.Tensor  # (B, m) float64
-    targets: torch.Tensor  # (B,) float64
-
-
-def _sign_instances(
-    pair: RandomPair, layer: TargetLayer, sign: int, device: torch.device | str
-) -> SignInstances:
-    spec = pair.spec
-    a = pair.diagonal.to(torch.float64)
-    with_bias = spec.has_bias and sign > 0
-    n_blocks = spec.d_in + int(with_bias)
-    per_block = a[: n_blocks * spec.block_size].view(n_blocks, spec.block_size)
-    right_sign = per_block > 0 if sign > 0 else per_block < 0
-    # stable sort brings the neurons of the right sign to the front of each block, in order
-    order = torch.argsort((~right_sign).to(torch.int8), dim=1, stable=True)
-    counts = right_sign.sum(dim=1)
-    width = max(int(counts.max()), 1)
-    neuron = order[:, :width] + (torch.arange(n_blocks) * spec.block_size)[:, None]
-    block_valid = torch.arange(width)[None, :] < counts[:, None]
-
-    # gather from the float32 V before widening: a float64 copy of all of V (rows × hidden)
-    # per sign was the largest temporary; the product of two float32 is exact in float64
-    v = spec.kind.to_rows(pair.second).to(device=device)
-    neuron_d = neuron.to(device)
-    values = v[:, neuron_d.reshape(-1)].view(spec.rows, n_blocks, width).to(torch.float64)
-    values.mul_(a.to(device)[neuron_d].abs())
-    weight = layer.kind.to_rows(layer.weight).to(device)
-    if with_bias:
-        bias_rows = torch.zeros(spec.rows, dtype=torch.float64, device=device)
-        bias_rows.view(spec.d_out, spec.taps)[:, spec.kind.bias_tap] = layer.bias.to(device)
-        targets = torch.cat([weight, bias_rows[:, None]], 1)
-    else:
-        targets = weight if sign > 0 else -weight
-    row_of = torch.arange(spec.rows).repeat_interleave(n_blocks)
-    block_of = torch.arange(n_blocks).repeat(spec.rows)
-    valid = block_valid.to(device).expand(spec.rows, n_blocks, width).reshape(-1, width)
-    values = values.reshape(-1, width)
-    targets = targets.reshape(-1)
-    if with_bias and spec.taps > 1:
-        # the bias block has an instance only at the bias tap of each output
-        keep = (block_of < spec.d_in) | (row_of % spec.taps == spec.kind.bias_tap)
-        row_of, block_of = row_of[keep], block_of[keep]
-        keep_d = keep.to(device)
-        valid, values, targets = valid[keep_d], values[keep_d], targets[keep_d]
-    return SignInstances(
-        sign=sign,
-        neuron=neuron,
-        block_counts=counts,
-        row_of=row_of,
-        block_of=block_of,
-        valid=valid,
-        values=values,
-        targets=targets.contiguous(),
-    )
-
-
-def subset_sum_instances(
-    pair: RandomPair, layer: TargetLayer, device: torch.device | str = "cpu"
-) -> tuple[SignInstances, SignInstances]:
-    """Lay out every instance of a pair as batched tensors: (positive, negative)."""
-    spec = pair.spec
-    shape = (layer.d_in, layer.d_out, layer.bias is not None, layer.kind)
-    if shape != (spec.d_in, spec.d_out, spec.has_bias, spec.kind):
-        raise ValueError("the random pair does not match the target layer's shape")
-    return _sign_instances(pair, layer, +1, device), _sign_instances(pair, layer, -1, device)
+    sizes = torch.tensor([2 * n for n in spec.block_neurons])
+    return torch.repeat_interleave(torch.arange(spec.blocks), sizes)
 
 
 def specs_for(target: Target, neurons_per_input: list[int], seed: int) -> list[PairSpec]:
@@ -293,7 +254,7 @@ def construct(target, neurons_per_input: int | list[int], seed: int = 0) -> nn.S
 
 def pair_modules(spec: PairSpec) -> tuple[nn.Module, nn.Module]:
     """The two modules of a pair, with their random weights."""
-    if spec.neurons_per_input < 1:
+    if min(spec.block_neurons) < 1:
         raise ValueError(f"neurons_per_input must be >= 1, got {spec.neurons_per_input}")
     first, second = spec.kind.pair_modules(spec.d_in, spec.d_out, spec.hidden, spec.has_bias)
     with torch.no_grad():

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from sslth.construct import PairSpec, SignInstances, input_of_neuron
+from sslth.construct import PairSpec, input_of_neuron
 from sslth.modules import effective_parameter
 
 
@@ -29,7 +29,7 @@ class PairMasks:
         """(hidden, d_in) bool mask of U's weight (reshape it to a 1×1 conv's weight)."""
         spec = self.spec
         mask = torch.zeros(spec.hidden, spec.d_in, dtype=torch.bool)
-        rows = torch.arange(spec.block_size * spec.d_in)
+        rows = torch.arange(spec.weight_neurons)
         mask[rows, input_of_neuron(self.spec)[rows]] = self.kept_neurons[rows]
         return mask
 
@@ -37,25 +37,9 @@ class PairMasks:
         if not self.spec.has_bias:
             return None
         mask = torch.zeros(self.spec.hidden, dtype=torch.bool)
-        start = self.spec.block_size * self.spec.d_in
+        start = self.spec.weight_neurons
         mask[start:] = self.kept_neurons[start:]
         return mask
-
-
-def masks_from_picks(spec: PairSpec, picks: list[tuple[SignInstances, torch.Tensor]]) -> PairMasks:
-    """Turn per-sign (B, m) pick masks into V's mask; a U entry is kept iff some output uses
-    its neuron."""
-    counts = torch.zeros(spec.rows * spec.hidden, dtype=torch.int32)
-    for instances, pick in picks:
-        chosen = (pick.cpu() & instances.valid.cpu()).nonzero()
-        row, column = chosen[:, 0], chosen[:, 1]
-        neuron = instances.neuron[instances.block_of[row], column]
-        flat = instances.row_of[row] * spec.hidden + neuron
-        counts.index_put_((flat,), torch.ones_like(flat, dtype=torch.int32), accumulate=True)
-    if counts.numel() and int(counts.max()) > 1:
-        raise RuntimeError("a weight of V was picked twice: the instances overlap")
-    matrix = counts.view(spec.rows, spec.hidden).bool()
-    return PairMasks(spec, matrix.any(dim=0), spec.kind.from_rows(matrix, spec.d_out))
 
 
 def apply_pair_masks(first: nn.Module, second: nn.Module, masks: PairMasks) -> None:

@@ -196,7 +196,7 @@ def masks(
             grid = row.add_gridspec(1, 2, width_ratios=[2.6, 1])
             ax = row.add_subplot(grid[0, 0])
             image = _mask_image(ax, v, max_cells=max_cells)
-            _block_lines(ax, spec.block_size, spec.blocks)
+            _block_lines(ax, spec.block_offsets)
             ax.set_xlabel("hidden neuron (blue lines: input blocks of 2n neurons)")
             ax.set_title(
                 v_kept + _rows_shown(spec.d_out, max_cells), fontsize=FONT_SIZE, loc="left"
@@ -206,10 +206,14 @@ def masks(
         else:
             grid = row.add_gridspec(1, 3, width_ratios=[1.3, 1.3, 1])
             ax = row.add_subplot(grid[0, 0])
-            per_block = v.reshape(spec.d_out, spec.blocks, spec.block_size).mean(axis=2)
-            image = _mask_image(ax, per_block, x_unit=spec.block_size, max_cells=max_cells)
+            offsets = np.array(spec.block_offsets)
+            sizes = np.diff(offsets)
+            per_block = np.add.reduceat(v, offsets[:-1], axis=1) / sizes
+            block = int(sizes[0])
+            image = _mask_image(ax, per_block, x_unit=block, max_cells=max_cells)
             if spec.blocks <= max_cells:
-                ax.set_xlabel(f"hidden neuron (a cell: one input's block of {spec.block_size})")
+                grown = "" if spec.uniform_blocks else ", some grown"
+                ax.set_xlabel(f"hidden neuron (a cell: one input's block of {block}{grown})")
             else:
                 per_cell = spec.blocks / max_cells
                 ax.set_xlabel(f"hidden neuron (a cell: about {per_cell:.2g} input blocks)")
@@ -223,11 +227,11 @@ def masks(
             panels.append(ax)
 
             ax = row.add_subplot(grid[0, 1])
-            shown = max(1, max_cells // spec.block_size)
-            columns = min(shown * spec.block_size, max_cells)
+            shown = max(1, int((offsets <= max_cells).sum()) - 1)
+            columns = min(int(offsets[shown]), max_cells)
             _mask_image(ax, v[:, :columns], max_cells=max_cells)
-            _block_lines(ax, spec.block_size, shown)
-            last = (columns - 1) // spec.block_size
+            _block_lines(ax, spec.block_offsets[: shown + 1])
+            last = shown - 1
             blocks = "input block 0" if last == 0 else f"input blocks 0–{last}"
             ax.set_title(
                 f"zoom: V on {blocks}\n{_rows_shown(spec.d_out, max_cells).lstrip(', ')}",
@@ -238,7 +242,12 @@ def masks(
             panels.append(ax)
 
         ax = row.add_subplot(grid[0, -1])
-        u = pair.kept_neurons.detach().cpu().view(spec.blocks, spec.block_size).double().numpy()
+        kept = pair.kept_neurons.detach().cpu().double().numpy()
+        widest = max(2 * n for n in spec.block_neurons)
+        u = np.full((spec.blocks, widest), np.nan)  # a grown block is wider than the others
+        for block in range(spec.blocks):
+            start, stop = spec.block_offsets[block], spec.block_offsets[block + 1]
+            u[block, : stop - start] = kept[start:stop]
         _mask_image(ax, u, max_cells=max_cells)
         ax.set_xlabel("neuron within its block")
         ax.set_ylabel("input block" + (" (last: bias)" if spec.has_bias else ""))
@@ -286,10 +295,10 @@ def _rows_shown(rows: int, max_cells: int) -> str:
     return f", outputs averaged in groups of about {rows / max_cells:.2g}"
 
 
-def _block_lines(ax: Axes, block_size: int, blocks: int) -> None:
-    if blocks <= 40:  # more lines than that would be a grey wash, not a guide
-        for edge in range(1, blocks):
-            ax.axvline(edge * block_size - 0.5, color=PALETTE[5], lw=1.2)
+def _block_lines(ax: Axes, offsets) -> None:
+    if len(offsets) <= 41:  # more lines than that would be a grey wash, not a guide
+        for edge in offsets[1:-1]:
+            ax.axvline(edge - 0.5, color=PALETTE[5], lw=1.2)
 
 
 # ---------------------------------------------------------------- errors
@@ -407,15 +416,11 @@ def _bound_lines(ax: Axes, epsilon: float, certified: float, *, vertical: bool) 
 
 def _weight_errors(ticket: Ticket) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """Per pair: |A − W| and |B − W| (flattened) and |offset − b|, from the compact masks."""
-    from sslth.certify import block_pair_operator
-    from sslth.construct import first_layer_diagonal, second_layer_weight
+    from sslth.certify import masked_pair_operator
 
     out = []
     for spec, pair, layer in zip(ticket.specs, ticket.masks, ticket.target.layers, strict=True):
-        second = second_layer_weight(spec)
-        second.mul_(pair.second.to(second.device))
-        operator = block_pair_operator(spec, pair.kept_neurons, first_layer_diagonal(spec), second)
-        del second
+        operator = masked_pair_operator(spec, pair)
         w = layer.weight.to(operator.positive)
         weights = torch.cat(
             [(operator.positive - w).abs().reshape(-1), (operator.negative - w).abs().reshape(-1)]

@@ -17,11 +17,13 @@ from sslth.target import Target
 class LayerReport:
     d_in: int
     d_out: int
-    n: int  # neurons_per_input: a block holds 2n hidden neurons
+    n: int  # neurons_per_input: a block holds 2n hidden neurons (as planned)
     k: int  # picks per (output, input, sign); -1 if it differs between instances
     k_min: int
     k_max: int
     hidden: int
+    grown_blocks: int  # blocks the search gave more than n neurons per sign pair
+    n_max: int  # the most neurons per input of any block
     random_params: int
     kept_params: int
     density: float
@@ -132,14 +134,20 @@ def picks_per_instance(
 ) -> torch.Tensor:
     """Number of kept V entries per instance (matrix-view row, input, sign), read off the
     masks: the ticket's k. The bias block counts only at the kind's bias tap."""
-    blocks = spec.kind.to_rows(second_mask).reshape(spec.rows, spec.blocks, spec.block_size)
-    sign = diagonal.view(spec.blocks, spec.block_size).to(second_mask.device)
-    positive = (blocks[:, : spec.d_in] & (sign[: spec.d_in] > 0)).sum(dim=2)
-    negative = (blocks[:, : spec.d_in] & (sign[: spec.d_in] < 0)).sum(dim=2)
-    parts = [positive.reshape(-1), negative.reshape(-1)]
+    matrix = spec.kind.to_rows(second_mask).to(torch.int64)
+    sign = diagonal.to(second_mask.device)
+    offsets = list(spec.block_offsets)
+
+    def per_block(selected: torch.Tensor) -> torch.Tensor:
+        # counts over each block's columns: differences of a running sum at the block edges
+        running = torch.nn.functional.pad((matrix * selected).cumsum(dim=1), (1, 0))
+        return running[:, offsets[1:]] - running[:, offsets[:-1]]
+
+    positive, negative = per_block(sign > 0), per_block(sign < 0)
+    parts = [positive[:, : spec.d_in].reshape(-1), negative[:, : spec.d_in].reshape(-1)]
     if spec.has_bias:
-        bias_rows = blocks.view(spec.d_out, spec.taps, spec.blocks, -1)[:, spec.kind.bias_tap]
-        parts.append((bias_rows[:, spec.d_in] & (sign[spec.d_in] > 0)).sum(dim=1))
+        bias_rows = positive.view(spec.d_out, spec.taps, spec.blocks)[:, spec.kind.bias_tap]
+        parts.append(bias_rows[:, spec.d_in])
     return torch.cat(parts)
 
 
@@ -168,6 +176,8 @@ def layer_report(
         d_in=spec.d_in,
         d_out=spec.d_out,
         n=spec.neurons_per_input,
+        grown_blocks=sum(1 for _, n in spec.grown if n > spec.neurons_per_input),
+        n_max=max(spec.block_neurons),
         k=k_min if k_min == k_max else -1,
         k_min=k_min,
         k_max=k_max,

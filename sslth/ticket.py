@@ -15,11 +15,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sslth.certify import block_pair_operator, certify_operators, empirical_error
+from sslth.certify import certify_operators, empirical_error, masked_pair_operator
 from sslth.construct import (
     SEED_LIMIT,
     PairSpec,
     first_layer_diagonal,
+    input_of_neuron,
     layer_seed,
     pair_modules,
     second_layer_weight,
@@ -219,16 +220,16 @@ class Ticket:
     def _parts_from_masks(self):
         operators, parts = [], []
         for spec, masks in zip(self.specs, self.masks, strict=True):
-            diagonal = first_layer_diagonal(spec).to(self.device)
-            second = second_layer_weight(spec).to(self.device)
-            second_mask = masks.second.to(self.device)
-            second.mul_(second_mask)
-            kept = masks.kept_neurons.to(self.device)
-            operators.append(block_pair_operator(spec, kept, diagonal, second))
-            del second
-            weight_rows = spec.block_size * spec.d_in
+            operators.append(masked_pair_operator(spec, masks, self.device))
             # layer_report only counts the nonzeros of U's weight mask: the kept weight rows
-            parts.append((kept[:weight_rows], masks.first_bias_mask(), second_mask, diagonal))
+            parts.append(
+                (
+                    masks.kept_neurons[: spec.weight_neurons],
+                    masks.first_bias_mask(),
+                    masks.second,
+                    first_layer_diagonal(spec),
+                )
+            )
         return operators, parts
 
     # ---------------------------------------------------------------- persistence
@@ -362,7 +363,13 @@ def _ticket_from_payload(payload: dict, path: Path, device) -> Ticket:
     specs = []
     for index, raw in enumerate(raw_specs):
         try:
-            spec = PairSpec(**{**raw, "kind": kind_from_dict(raw.get("kind"))})
+            spec = PairSpec(
+                **{
+                    **raw,
+                    "kind": kind_from_dict(raw.get("kind")),
+                    "grown": tuple(tuple(pair) for pair in raw.get("grown", [])),
+                }
+            )
         except (TypeError, AttributeError, NotATicketError) as error:
             raise NotATicketError(f"{path}: spec of layer {index} is malformed ({error})") from None
         for name in ("d_in", "d_out", "neurons_per_input"):
@@ -509,9 +516,10 @@ def _diagonal_of(reading, spec: PairSpec) -> torch.Tensor:
     """The random (unmasked) U entries of each neuron, read from the module."""
     weight = reading.first_original
     weight = weight.reshape(weight.shape[0], weight.shape[1])
-    rows = torch.arange(spec.block_size * spec.d_in, device=weight.device)
+    rows = torch.arange(spec.weight_neurons, device=weight.device)
+    blocks = input_of_neuron(spec).to(weight.device)[rows]
     diagonal = torch.empty(spec.hidden, dtype=weight.dtype, device=weight.device)
-    diagonal[rows] = weight[rows, rows // spec.block_size]
+    diagonal[rows] = weight[rows, blocks]
     if spec.has_bias:
         diagonal[len(rows) :] = reading.first_bias_original[len(rows) :]
     return diagonal

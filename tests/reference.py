@@ -301,11 +301,26 @@ class ReferenceCertificate:
         return self.ticket_params / self.random_params
 
 
-def picks_per_instance(u: MaskedLinear, v: MaskedLinear, d_in: int) -> dict[str, np.ndarray]:
+def _block_of(hidden: int, blocks: int, offsets: Sequence[int] | None) -> list[int]:
+    """The block of every hidden neuron: from the blocks' first neurons ``offsets`` (the
+    search may give some blocks more neurons), or equal blocks of hidden / blocks."""
+    if offsets is None:
+        if hidden % blocks:
+            raise ValueError(f"{hidden} hidden neurons do not split into {blocks} equal blocks")
+        offsets = [j * (hidden // blocks) for j in range(blocks + 1)]
+    if len(offsets) != blocks + 1 or offsets[-1] != hidden:
+        raise ValueError(f"block offsets {list(offsets)} do not cover {hidden} neurons")
+    return [j for j in range(blocks) for _ in range(offsets[j], offsets[j + 1])]
+
+
+def picks_per_instance(
+    u: MaskedLinear, v: MaskedLinear, d_in: int, offsets: Sequence[int] | None = None
+) -> dict[str, np.ndarray]:
     """Kept V entries per subset-sum instance, from the masks.
 
-    Hidden neuron h belongs to block h // (2n), with 2n = hidden / (d_in + has_bias) (DESIGN
-    §2; the last block is the bias block). Instance (i, j, +) counts the kept V[i, h] of block
+    Hidden neuron h belongs to its block (``offsets``: each block's first neuron, the hidden
+    width last; by default equal blocks of 2n = hidden / (d_in + has_bias)), the last block
+    being the bias block (DESIGN §2). Instance (i, j, +) counts the kept V[i, h] of block
     j's neurons with U[h, j] > 0 (the random, unmasked value), (i, j, −) those with
     U[h, j] < 0, and the bias instance (i, +) those of the bias block with a positive random
     bias. Returns ``positive``, ``negative`` (d_out, d_in) and ``bias`` (d_out,) when U has a
@@ -313,15 +328,12 @@ def picks_per_instance(u: MaskedLinear, v: MaskedLinear, d_in: int) -> dict[str,
     """
     hidden = u.weight.shape[0]
     d_out = v.weight.shape[0]
-    blocks = d_in + (u.bias is not None)
-    if hidden % blocks:
-        raise ValueError(f"{hidden} hidden neurons do not split into {blocks} equal blocks")
-    block_size = hidden // blocks
+    block_of = _block_of(hidden, d_in + (u.bias is not None), offsets)
     positive = np.zeros((d_out, d_in), dtype=np.int64)
     negative = np.zeros((d_out, d_in), dtype=np.int64)
     bias = np.zeros(d_out, dtype=np.int64)
     for h in range(hidden):
-        j = h // block_size
+        j = block_of[h]
         sign = u.weight_orig[h, j] if j < d_in else u.bias_orig[h]
         for i in range(d_out):
             if v.weight_mask[i, h] == 0:
@@ -338,15 +350,16 @@ def picks_per_instance(u: MaskedLinear, v: MaskedLinear, d_in: int) -> dict[str,
     return out
 
 
-def layout_violations(u: MaskedLinear, d_in: int) -> list[str]:
-    """Kept U entries outside the block diagonal of DESIGN §2 (neuron h may read only input
-    h // 2n, or only its bias in the bias block)."""
+def layout_violations(
+    u: MaskedLinear, d_in: int, offsets: Sequence[int] | None = None
+) -> list[str]:
+    """Kept U entries outside the block diagonal of DESIGN §2 (neuron h may read only the input
+    of its block, or only its bias in the bias block)."""
     hidden = u.weight.shape[0]
-    blocks = d_in + (u.bias is not None)
-    block_size = hidden // blocks
+    block_of = _block_of(hidden, d_in + (u.bias is not None), offsets)
     problems = []
     for h in range(hidden):
-        j = h // block_size
+        j = block_of[h]
         for col in range(d_in):
             if u.weight_mask[h, col] != 0 and col != j:
                 problems.append(f"neuron {h} of block {j} keeps U[{h}, {col}]")
@@ -359,14 +372,17 @@ def reference_certificate(
     network: nn.Sequential,
     layers: Sequence[tuple[np.ndarray, np.ndarray | None]],
     radius: float,
+    offsets: Sequence[Sequence[int] | None] | None = None,
 ) -> ReferenceCertificate:
-    """Recompute the whole certificate of a ticket network against target ``layers``."""
+    """Recompute the whole certificate of a ticket network against target ``layers``
+    (``offsets``: per pair, its blocks' first neurons, when the blocks are not all equal)."""
     pairs = ticket_pairs(network)
     if len(pairs) != len(layers):
         raise ValueError(f"{len(pairs)} pairs for {len(layers)} target layers")
     operators, figures, kept, dense, picks = [], [], [], [], []
     norms, errors, betas, bias_norms = [], [], [], []
-    for (u, v), (weight, bias) in zip(pairs, layers, strict=True):
+    offsets = offsets or [None] * len(layers)
+    for (u, v), (weight, bias), block_offsets in zip(pairs, layers, offsets, strict=True):
         op = pair_operator(u.weight, u.bias, v.weight, v.bias)
         if op.positive.shape != weight.shape:
             raise ValueError(f"pair of shape {op.positive.shape} for a layer {weight.shape}")
@@ -383,7 +399,7 @@ def reference_certificate(
             size += u.bias_mask.size
         kept.append(count)
         dense.append(size)
-        picks.append(picks_per_instance(u, v, weight.shape[1]))
+        picks.append(picks_per_instance(u, v, weight.shape[1], block_offsets))
     steps = recursion(norms, errors, betas, bias_norms, radius)
     for index, (r_in, err) in enumerate(steps):
         figures.append(

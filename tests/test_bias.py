@@ -126,7 +126,7 @@ def test_certificate_counts_the_bias() -> None:
     first = network[0]
     spec = ticket.specs[0]
     with torch.no_grad():
-        first.bias[spec.block_size * spec.d_in :] = 0.0  # silence the bias block
+        first.bias[spec.weight_neurons :] = 0.0  # silence the bias block
     bound = certify(sslth.as_target(target), network, 1.0)
     bias_norm = torch.linalg.vector_norm(target[0].bias.detach().double()).item()
     assert bound.layers[0].bias_error >= bias_norm - 0.05

@@ -12,12 +12,15 @@ import sslth
 from sslth.certify import PairOperator, certify_operators, empirical_error, pair_operator
 from sslth.construct import (
     PairSpec,
-    RandomPair,
+    block_diagonal,
+    block_second,
+    first_layer_bias,
     first_layer_diagonal,
     first_layer_weight,
-    subset_sum_instances,
+    second_layer_weight,
 )
 from sslth.report import picks_per_instance
+from sslth.search.instances import BlockDraw, lay_out, target_values
 from sslth.target import as_target
 from tests.conftest import random_target
 
@@ -88,7 +91,7 @@ def test_picks_per_instance_counts_the_bias_block():
     assert picks.numel() == 2 * spec.d_out * spec.d_in + spec.d_out
     assert (picks == 3).all()
     second = masks.second.clone()
-    second[0, spec.block_size * spec.d_in :] = False  # drop the bias picks of output 0
+    second[0, spec.weight_neurons :] = False  # drop the bias picks of output 0
     assert int(picks_per_instance(spec, first_layer_diagonal(spec), second).min()) == 0
 
 
@@ -166,24 +169,49 @@ def test_export_follows_the_masks_not_the_cached_weight():
 def test_layout_is_batched_and_consistent():
     target = as_target([torch.randn(7, 5) * 0.2])
     spec = PairSpec(5, 7, 6, False, 11)
-    pair = RandomPair.draw(spec)
-    positive, negative = subset_sum_instances(pair, target.layers[0])
     u = first_layer_weight(spec).double()
-    v = pair.second.double()
-    assert positive.values.shape[0] == 7 * 5 and negative.values.shape[0] == 7 * 5
-    for row in range(35):
-        i, j = divmod(row, 5)
-        for inst, sign in ((positive, 1), (negative, -1)):
-            neurons = inst.neuron[j][inst.valid[row]]
-            assert (neurons // 12 == j).all()  # the block of input j: 2n = 12 neurons
+    v = second_layer_weight(spec).double()
+    targets = target_values(target.layers[0], spec)
+    draws = {j: BlockDraw.of(spec, j) for j in range(5)}
+    every_row = {j: torch.arange(7) for j in range(5)}
+    for sign in (1, -1):
+        inst = lay_out(spec, targets, sign, every_row, draws, torch.device("cpu"))
+        assert len(inst) == 7 * 5
+        for b in range(len(inst)):
+            i, j = int(inst.row[b]), int(inst.block[b])
+            positions = inst.positions[b][inst.valid[b]]
+            neurons = 12 * j + positions  # the block of input j: 2n = 12 neurons
             assert ((u[neurons, j] * sign) > 0).all()
             expected = u[neurons, j].abs() * v[i, neurons]
-            assert torch.allclose(inst.values[row][inst.valid[row]], expected)
-            assert inst.targets[row] == sign * target.layers[0].weight[i, j]
-    # every neuron of its block's diagonal appears exactly once, in one sign
-    counts = positive.valid[:5].sum() + negative.valid[:5].sum()
-    diagonal = u[torch.arange(spec.hidden), torch.arange(spec.hidden) // 12]
-    assert int(counts) == int((diagonal != 0).sum())
+            assert torch.equal(inst.values[b][inst.valid[b]], expected)
+            assert inst.targets[b] == sign * target.layers[0].weight[i, j]
+        # every neuron of the right sign of each block appears, once, in that block's rows
+        for j in range(5):
+            valid = inst.valid[inst.block == j][0]
+            assert int(valid.sum()) == int((u[12 * j : 12 * j + 12, j] * sign > 0).sum())
+
+
+def test_random_streams_are_per_block_and_grow_by_appending():
+    """A block's neurons are drawn neuron by neuron from its own streams: growing one block
+    leaves every other block, and its own first neurons, unchanged."""
+    spec = PairSpec(4, 3, 5, True, 99)
+    grown = spec.with_blocks({2: 8})
+    assert grown.hidden == spec.hidden + 6 and grown.block_offsets[3] == spec.block_offsets[3] + 6
+    for j in range(spec.blocks):
+        old, new = block_diagonal(spec, j), block_diagonal(grown, j)
+        assert torch.equal(new[: old.numel()], old)
+        assert torch.equal(block_second(grown, j)[:, : old.numel()], block_second(spec, j))
+        if j != 2:
+            assert torch.equal(new, old)
+    u, u_grown = first_layer_weight(spec), first_layer_weight(grown)
+    assert torch.equal(u_grown[: spec.block_offsets[2] + 10], u[: spec.block_offsets[3]])
+    assert torch.equal(
+        first_layer_diagonal(spec)[spec.weight_neurons :],
+        first_layer_bias(spec)[spec.weight_neurons :],
+    )
+    # the dense U's block diagonal is the diagonal stream
+    rows = torch.arange(spec.weight_neurons)
+    assert torch.equal(u[rows, rows // 10], first_layer_diagonal(spec)[: spec.weight_neurons])
 
 
 def test_certificate_is_an_upper_bound_on_perturbed_pairs():

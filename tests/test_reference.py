@@ -130,7 +130,10 @@ def built(index: int) -> tuple[nn.Sequential, sslth.Ticket]:
 def reference_of(index: int) -> ReferenceCertificate:
     """The reference's certificate of ``CASES[index]``'s ticket, computed once."""
     target, ticket = built(index)
-    return reference_certificate(ticket.network, target_layers(target), CASES[index].radius)
+    offsets = [spec.block_offsets for spec in ticket.specs]
+    return reference_certificate(
+        ticket.network, target_layers(target), CASES[index].radius, offsets
+    )
 
 
 def ball(count: int, case: Case, seed: int) -> np.ndarray:
@@ -220,20 +223,21 @@ def test_counts_and_k_match_reference(index: int) -> None:
     assert report.density == reference.density
     assert report.density <= case.density
     pairs = ticket_pairs(ticket.network)
-    for layer, kept, dense, picks, (u, v), d_in in zip(
+    for layer, kept, dense, picks, (u, v), d_in, spec in zip(
         report.layers,
         reference.kept_params,
         reference.dense_params,
         reference.picks,
         pairs,
         case.widths[:-1],
+        ticket.specs,
         strict=True,
     ):
         assert (layer.kept_params, layer.random_params) == (kept, dense)
         counts = np.concatenate([value.ravel() for value in picks.values()])
         assert layer.k >= 1 and layer.k_min == layer.k_max == layer.k
         assert (counts == layer.k).all(), f"k per instance {sorted(set(counts))} != {layer.k}"
-        assert layout_violations(u, d_in) == []
+        assert layout_violations(u, d_in, spec.block_offsets) == []
         u_kept = (u.weight_mask != 0).any(axis=1)
         if u.bias_mask is not None:
             u_kept |= u.bias_mask != 0

@@ -371,29 +371,28 @@ def test_zero_empirical_samples_names_the_option():
 
 
 # ---------------------------------------------------------------- 7. impossible k
-def test_a_block_without_k_neurons_of_a_sign_makes_the_search_grow_n(monkeypatch):
+def test_a_block_without_k_neurons_of_a_sign_makes_the_search_grow_it(monkeypatch):
     """The planner's n can draw a block with fewer than k neurons of a sign (for a 1→4 target
     at radius 1e-3 about 1 seed in 100 did, and raised "impossible k"). Here the plan is forced
-    to n = 1, where 2-neuron blocks miss a sign half the time: the search must grow n."""
+    to n = 1, where 2-neuron blocks miss a sign half the time: those blocks must grow."""
     import sslth.search.loop as loop
 
-    real_plan, filled = loop.plan_layer, []
-    monkeypatch.setattr(
-        loop, "plan_layer", lambda *a, **k: (1, 1) if not filled else real_plan(*a, **k)
-    )
-    real_fill = loop.Search.fill_blocks
+    real_plan = loop.plan_layer
+    calls = []
 
-    def fill(self, i, error):
-        filled.append(str(error))
-        return real_fill(self, i, error)
+    def tiny_first_plan(*args, **kwargs):
+        calls.append(1)
+        return (1, 1) if len(calls) == 1 else real_plan(*args, **kwargs)
 
-    monkeypatch.setattr(loop.Search, "fill_blocks", fill)
+    monkeypatch.setattr(loop, "plan_layer", tiny_first_plan)
     target = [torch.full((4, 3), 0.05)]
     ticket = sslth.prune(
-        target, 0.1, 0.5, radius=1e-3, refine=False, progress=False, empirical_samples=100
+        target, 0.1, 1.0, radius=1e-3, refine=False, progress=False, empirical_samples=100
     )
-    assert filled and "impossible k" in filled[0]
-    assert ticket.report.n[0] > 1 and ticket.report.certified_error <= 0.1
+    spec = ticket.specs[0]
+    assert spec.neurons_per_input == 1 and spec.grown
+    assert ticket.report.layers[0].n_max > 1 and ticket.report.layers[0].grown_blocks > 0
+    assert ticket.report.certified_error <= 0.1 and ticket.report.layers[0].k == 1
 
 
 def test_impossible_k_fixed_by_the_caller_is_a_usage_error():

@@ -16,7 +16,7 @@ import time
 
 from tqdm.auto import tqdm
 
-from sslth.device import resolve_device
+from sslth.device import intra_op_threads, resolve_device
 from sslth.errors import ConfigError, TicketNotFound
 from sslth.options import describe
 from sslth.rounding import DTYPES
@@ -33,15 +33,18 @@ def prune(target, epsilon: float, density: float, **options) -> Ticket:
     start = time.perf_counter()
     options = _options(epsilon, density, options)
     target = as_target(target, input_shape=options.input_shape)
-    search = Search(target, options, resolve_device(options.device), make_solver(options.method))
-    search.plan()
-    best = search.run()
-    if options.refine and search.fixed_n is None and best.score[0] == 0:
-        if best.bound <= options.epsilon:
-            best = refine(search)
-    search.bar.close()
-    search.timings["solve"] = search.solve_seconds
-    return _ticket(search, best, start)
+    with intra_op_threads(1):
+        search = Search(
+            target, options, resolve_device(options.device), make_solver(options.method)
+        )
+        search.plan()
+        best = search.run()
+        if options.refine and search.fixed_n is None and best.score[0] == 0:
+            if best.bound <= options.epsilon:
+                best = refine(search)
+        search.progress.close()
+        search.timings["solve"] = search.solve_seconds
+        return _ticket(search, best, start)
 
 
 prune.__doc__ = f"""Find a mask of a random 2l-layer network whose subnetwork approximates

@@ -7,8 +7,9 @@ density the search stops; otherwise one policy acts:
 - the density is over the request: **trade a pick** in the densest layer (k − 1), or, where k
   is fixed or already 1, **grow** it;
 - a layer's share of the certificate is over its budget: **repair** its instances left over
-  their tolerance with the exact search; if some stay out of reach, **grow** the layer (a
-  larger n); otherwise **tighten** its tolerance.
+  their tolerance with the exact search; if some stay out of reach, **grow** the blocks that
+  hold them (more neurons there only, and a re-solve of those instances); otherwise
+  **tighten** its tolerance.
 
 Nothing is assumed: the loop stops on the recomputed certificate and density.
 """
@@ -20,11 +21,12 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from sslth.certify import Certificate, certify_operators
 from sslth.construct import PairSpec, layer_seed
+from sslth.device import available_cores
 from sslth.errors import ConfigError, TicketNotFound
+from sslth.progress import Progress
 from sslth.rounding import DTYPES, arithmetic_of
 from sslth.search.layer import BlockTooSmall, LayerSolution, repair, solve_layer, tighten
 from sslth.search.options import PruneOptions
@@ -33,7 +35,6 @@ from sslth.target import Target
 
 MAX_ROUNDS = 8
 GROW_ON_DENSITY = 1.25  # n growth when the density is over and k cannot drop
-GROW_ON_UNSOLVED = 1.15  # smallest n growth when instances are out of reach
 TIGHTEN_RANGE = (0.3, 0.8)  # a tightened tolerance is this fraction of the old one
 STALL = 0.97  # with n fixed by the caller, a round that gains less than 3% ends the search
 
@@ -91,6 +92,7 @@ class Search:
         self.options = options
         self.device = device
         self.solver = solver
+        self.workers = options.threads or available_cores()
         depth = len(target.layers)
         self.fixed_n = options.per_layer("n", depth)
         self.fixed_k = options.per_layer("k", depth)
@@ -104,12 +106,7 @@ class Search:
         self.best: Candidate | None = None
         self.timings: dict[str, float] = {}
         self.solve_seconds = 0.0
-        self.bar = tqdm(
-            total=depth,
-            desc="sslth: construct + solve",
-            disable=not options.progress,
-            leave=False,
-        )
+        self.progress = Progress(options.progress, "sslth: solving")
 
     # ---------------------------------------------------------------- plan
     def plan(self) -> list[LayerPlan]:
@@ -157,9 +154,15 @@ class Search:
     def run(self) -> Candidate:
         """Solve rounds until the certificate meets ε at the density, or ``MAX_ROUNDS``."""
         last_bound = math.inf
-        for _ in range(MAX_ROUNDS):
+        for round_ in range(MAX_ROUNDS):
             self.solve_missing()
             candidate = self.evaluate()
+            self.progress.event(
+                f"round {round_ + 1}: certified {candidate.bound:.4g} (exact "
+                f"{self.certificate.exact:.4g} + rounding {self.certificate.rounding:.2g}; "
+                f"ε = {self.options.epsilon:g}), density {self.density():.4g} "
+                f"(limit {self.options.density:g})"
+            )
             if candidate.bound <= self.options.epsilon and candidate.meets_density:
                 break
             if self.certificate.rounding >= SAFETY * self.options.epsilon:
@@ -202,25 +205,21 @@ class Search:
                         index=i,
                         device=self.device,
                         solver=self.solver,
+                        workers=self.workers,
+                        grow_blocks=self.fixed_n is None,
+                        progress=self.progress,
                     )
                 except BlockTooSmall as error:
                     self.fill_blocks(i, error)
             state.repaired = False
-            self.bar.update(1)
         self.solve_seconds += time.perf_counter() - start
 
     def fill_blocks(self, i: int, error: BlockTooSmall) -> None:
-        """A block of layer i's random pair has fewer than k neurons of a sign: the search
-        grows n (or, with n fixed, lowers k); only a caller who fixed both is told to."""
+        """With n fixed by the caller, a block of layer i's random pair has fewer than k
+        neurons of a sign (with n searched, the block itself grows): lower k, or, when the
+        caller fixed k too, tell them."""
         state = self.states[i]
-        if self.fixed_n is None:
-            if not self.grow(i, start=state.n + 1):
-                raise TicketNotFound(
-                    f"layer {i + 1}: {error}; no larger random network within "
-                    f"max_random_params = {self.options.max_random_params:,} was found"
-                ) from None
-            self.bar.total += 1
-        elif self.fixed_k is None and state.k > 1:
+        if self.fixed_k is None and state.k > 1:
             state.k -= 1
         else:
             raise ConfigError(str(error)) from None
@@ -265,10 +264,13 @@ class Search:
         state = self.states[densest]
         if self.fixed_k is None and state.k > 1:
             state.k -= 1
+            change = f"k {state.k + 1} → {state.k}"
         elif self.fixed_n is None:
-            state.n = int(math.ceil(state.n * GROW_ON_DENSITY))
+            before, state.n = state.n, int(math.ceil(state.n * GROW_ON_DENSITY))
+            change = f"n {before} → {state.n}"
         else:
             return False
+        self.progress.event(f"density over the limit: layer {densest + 1}, {change}")
         self._redraw(state)
         return True
 
@@ -288,28 +290,16 @@ class Search:
                 self._timed(repair, solution)
                 state.repaired = True
                 continue
-            if solution.unsolved_fraction() > 0 and self.fixed_n is None and self.grow(i):
-                self.bar.total += 1
-                continue
+            if solution.unsolved_fraction() > 0 and self.fixed_n is None:
+                # what is left was proved out of reach in this random network (or beyond the
+                # search's budget): more neurons in those blocks, and only there
+                start = time.perf_counter()
+                grown = solution.grow_unsolved()
+                self.solve_seconds += time.perf_counter() - start
+                if grown:
+                    state.repaired = False
+                    continue
             self.tighten(i, scale * self.budgets[i] / max(share, 1e-300))
-
-    def grow(self, i: int, start: int | None = None) -> bool:
-        """What is left was proved out of reach in this random network (or beyond the search's
-        budget): only a larger network helps. False when none is within the limits."""
-        state = self.states[i]
-        sizes = plan_layer(
-            self.target.layers[i],
-            self.options.density,
-            state.tolerance,
-            start=start if start is not None else int(math.ceil(state.n * GROW_ON_UNSOLVED)),
-            k=None if self.fixed_k is None else self.fixed_k[i],
-            max_params=self.options.max_random_params,
-        )
-        if sizes is None:
-            return False
-        state.n, state.k = sizes
-        state.solution = None
-        return True
 
     def tighten(self, i: int, ratio: float) -> None:
         """A smaller tolerance for layer i (its share over budget by 1/ratio), and a re-solve of
@@ -321,4 +311,3 @@ class Search:
 
     def _redraw(self, state: LayerState) -> None:
         state.solution = None
-        self.bar.total += 1

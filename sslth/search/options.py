@@ -54,6 +54,11 @@ class PruneOptions:
         help="shape of one example, e.g. [C, H, W]; required when the target has a conv or "
         "a pooling layer",
     )
+    threads: int | None = option(
+        None,
+        help="worker threads solving groups of instances in parallel (default: the CPU cores "
+        "this process may use); torch's own intra-op pool is held at one thread meanwhile",
+    )
     dtype: str = option(
         "float64",
         help="dtype of ticket.network, whose floating-point rounding the certificate covers: "
@@ -80,6 +85,8 @@ class PruneOptions:
                     raise ConfigError(f"{name} must be positive integers, got {v!r}")
         if self.max_random_params < 1:
             raise ConfigError(f"max_random_params must be >= 1, got {self.max_random_params}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         if self.empirical_samples < 1:

@@ -39,6 +39,7 @@ def refine(search: Search) -> Candidate:
             )
             if k_try < 1 or k_try > n_try:
                 break
+            search.progress.event(f"refine: layer {i + 1}, n {state.n} → {n_try}")
             try:
                 solution = solve_layer(
                     search.spec(i, n_try),
@@ -48,11 +49,11 @@ def refine(search: Search) -> Candidate:
                     index=i,
                     device=search.device,
                     solver=search.solver,
+                    workers=search.workers,
+                    progress=search.progress,
                 )
             except BlockTooSmall:
                 break
-            search.bar.total += 1
-            search.bar.update(1)
             previous = state.solution
             state.solution = solution
             certificate = search.certify()

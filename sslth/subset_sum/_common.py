@@ -8,7 +8,7 @@ from functools import lru_cache
 
 import torch
 
-DEFAULT_SEED = 0x5EED
+DEFAULT_SEED = 0x5EED  # of the randomized methods, when the caller gives none
 
 
 @lru_cache(maxsize=256)
@@ -55,18 +55,38 @@ def compact_order(valid: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(dest, dtype=torch.long).scatter_(1, dest.long(), cols)
 
 
-def default_generator(generator: torch.Generator | None) -> torch.Generator:
-    """A fixed-seed CPU generator when none is given, so results are reproducible."""
-    if generator is not None:
-        return generator
-    g = torch.Generator()
-    g.manual_seed(DEFAULT_SEED)
-    return g
+_LOW32 = 0xFFFFFFFF
 
 
-def rand(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """Uniform [0, 1) drawn on the generator's device, then moved: CPU seeds stay valid on CUDA."""
-    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+def _mul32(x: torch.Tensor, constant: int) -> torch.Tensor:
+    """(x · constant) mod 2^32 for x < 2^32, in int64 without overflow (16-bit halves)."""
+    low, high = constant & 0xFFFF, constant >> 16
+    return (x * low + (((x * high) & 0xFFFF) << 16)) & _LOW32
+
+
+def _murmur32(x: torch.Tensor) -> torch.Tensor:
+    """MurmurHash3's 32-bit finalizer: a bijection that scatters nearby integers."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x85EBCA6B)
+    x = x ^ (x >> 13)
+    x = _mul32(x, 0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def hashed_uniform(seed: int, row_ids: torch.Tensor, columns: int, salt: int) -> torch.Tensor:
+    """(rows, columns) float64 in [0, 1): a hash of (seed, salt, row id, column).
+
+    Counter-based rather than drawn from a generator, so a row's numbers depend on that row
+    alone: the same on every device, whatever the chunking, the batch or the worker that
+    solves the row."""
+    key = int(seed) * 0x9E3779B1 + int(salt) * 0x7FEB352D
+    base = _murmur32(torch.tensor([key & _LOW32, (key >> 32) & _LOW32], dtype=torch.int64))
+    device = row_ids.device
+    rows = _murmur32((row_ids.to(torch.int64) & _LOW32) ^ int(base[0]))
+    rows = _murmur32(rows ^ ((row_ids.to(torch.int64) >> 32) & _LOW32) ^ int(base[1]))
+    cols = torch.arange(columns, device=device, dtype=torch.int64)
+    mixed = _murmur32(rows[:, None] ^ _murmur32(cols * 0x27D4EB2D & _LOW32)[None, :])
+    return mixed.to(torch.float64) / 2.0**32
 
 
 def groups(k: torch.Tensor, n: torch.Tensor) -> list[tuple[tuple[int, int], torch.Tensor]]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sslth.subset_sum._common import DEFAULT_SEED
 from sslth.subset_sum.registry import MethodOutput, Problem, Solver, make_solver
 
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
@@ -58,7 +59,8 @@ def _run_chunked(fn, problem: Problem) -> MethodOutput:
             problem.k[sl],
             problem.tol[sl],
             problem.valid[sl],
-            problem.generator,
+            problem.seed,
+            problem.row_ids[sl],
             problem.memory_budget,
         )
         outs.append(fn(sub))
@@ -81,8 +83,10 @@ def solve(
     *,
     valid: torch.Tensor | None = None,
     method: str | Solver = "auto",
-    generator: torch.Generator | None = None,
+    seed: int = DEFAULT_SEED,
+    row_ids: torch.Tensor | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    generator: torch.Generator | None = None,
     **options,
 ) -> SolveResult:
     """Pick exactly ``k`` of the ``m`` valid candidates of each row, summing close to its target.
@@ -94,8 +98,12 @@ def solve(
         tol: tolerance, a float or (B,) tensor; a row is solved when |sum - target| < tol.
         valid: optional (B, m) bool; False marks candidates that may not be picked.
         method: a name in :data:`sslth.subset_sum.SOLVERS` or a :class:`Solver` already built.
-        generator: seeds the randomized methods (same seed, same masks on CPU).
+        seed: seeds the randomized methods.
+        row_ids: (B,) integer ids of the rows (default 0..B−1): a randomized method's choices
+            for a row depend only on (seed, its id), so the same row gets the same pick on every
+            device, in any batch or chunk.
         memory_budget: bytes the solver may use for temporaries; work is chunked to fit.
+        generator: instead of ``seed``, a ``torch.Generator`` whose initial seed is used.
         **options: the named solver's options (for example ``max_work`` for ``"exact"``); an
             option it does not have raises :class:`~sslth.errors.ConfigError`.
 
@@ -145,7 +153,15 @@ def solve(
                 f"{int(n_valid[row])} valid candidates ({int(short.sum())} rows affected)"
             )
 
-    problem = Problem(values, targets, k, tol, valid, generator, memory_budget)
+    if generator is not None:
+        seed = generator.initial_seed()
+    if row_ids is None:
+        row_ids = torch.arange(batch, device=device)
+    else:
+        row_ids = torch.as_tensor(row_ids, device=device)
+        if row_ids.shape != (batch,) or row_ids.dtype.is_floating_point:
+            raise ValueError(f"row_ids must be ({batch},) integers")
+    problem = Problem(values, targets, k, tol, valid, int(seed), row_ids, memory_budget)
     if batch == 0:
         empty = torch.zeros(0, dtype=torch.bool, device=device)
         return SolveResult(

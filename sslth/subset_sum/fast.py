@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from sslth.errors import ConfigError
-from sslth.subset_sum._common import default_generator, groups, rand
+from sslth.subset_sum._common import groups, hashed_uniform
 from sslth.subset_sum.exact import DEFAULT_MAX_WORK, exact_rows, exact_work, first_sorted, mitm
 from sslth.subset_sum.registry import MethodOutput, Problem, Solver, register
 
@@ -67,9 +67,10 @@ def _kept_count(
 
 
 def fast_rows(
-    problem: Problem, rows: torch.Tensor, generator: torch.Generator, max_splits: int = MAX_SPLITS
+    problem: Problem, rows: torch.Tensor, attempt: int, max_splits: int = MAX_SPLITS
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the heuristic on a subset of rows; returns (mask (r, m), error (r,))."""
+    """Run the heuristic on a subset of rows (``attempt`` picks another random subset per row);
+    returns (mask (r, m), error (r,))."""
     values, valid = problem.values[rows], problem.valid[rows]
     r, m = values.shape
     device = values.device
@@ -81,8 +82,9 @@ def fast_rows(
     n_valid = valid.sum(dim=1)
     kept = _kept_count(values, valid, targets, k_all, tol, n_valid)
     # random order of the valid candidates, invalid ones last
-    keys = rand((r, m), generator, device) + (~valid).to(torch.float64) * 2
-    perm = keys.argsort(dim=1)
+    keys = hashed_uniform(problem.seed, problem.row_ids[rows], m, attempt)
+    keys = keys + (~valid).to(torch.float64) * 2
+    perm = keys.argsort(dim=1, stable=True)
     for (k, n), g in groups(k_all, kept):
         # large k: shrink the subset until the searched splits are affordable (n = k always is)
         while n > k and exact_work(n, k, max_splits)[0] > FAST_MAX_WORK:
@@ -115,11 +117,10 @@ class Fast(Solver):
         _check_count("fast", "max_splits", self.max_splits)
 
     def __call__(self, problem: Problem) -> MethodOutput:
-        generator = default_generator(problem.generator)
         batch = problem.values.shape[0]
         device = problem.values.device
         rows = torch.arange(batch, device=device)
-        mask, _ = fast_rows(problem, rows, generator, self.max_splits)
+        mask, _ = fast_rows(problem, rows, 0, self.max_splits)
         infeasible = torch.zeros(batch, dtype=torch.bool, device=device)
         return MethodOutput(mask=mask, infeasible=infeasible)
 
@@ -151,7 +152,6 @@ class Auto(Solver):
 
 
 def _auto(problem: Problem, max_splits: int, max_work: int) -> MethodOutput:
-    generator = default_generator(problem.generator)
     values, valid = problem.values, problem.valid
     batch, m = values.shape
     device = values.device
@@ -174,10 +174,10 @@ def _auto(problem: Problem, max_splits: int, max_work: int) -> MethodOutput:
     mask = torch.zeros(batch, m, dtype=torch.bool, device=device)
     err = torch.full((batch,), torch.inf, dtype=torch.float64, device=device)
     todo = heuristic.nonzero().squeeze(1)
-    for _ in range(ROUNDS):
+    for attempt in range(ROUNDS):
         if todo.numel() == 0:
             break
-        f_mask, _ = fast_rows(problem, todo, generator, max_splits)
+        f_mask, _ = fast_rows(problem, todo, attempt, max_splits)
         f_err = _error(problem, todo, f_mask)
         better = f_err < err[todo]
         mask[todo[better]] = f_mask[better]

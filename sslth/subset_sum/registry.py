@@ -28,7 +28,8 @@ class Problem:
     k: torch.Tensor  # (B,) int64, 1 <= k <= number of valid candidates of the row
     tol: torch.Tensor  # (B,) float64, > 0
     valid: torch.Tensor  # (B, m) bool
-    generator: torch.Generator | None
+    seed: int  # of the randomized methods (with row_ids, see _common.hashed_uniform)
+    row_ids: torch.Tensor  # (B,) int64: a row's randomness depends on its id alone
     memory_budget: int  # bytes a method may use for temporaries
 
 
