@@ -14,6 +14,7 @@ from sslth.errors import (  # noqa: E402
 from sslth.network import certify  # noqa: E402
 from sslth.report import Report  # noqa: E402
 from sslth.search import PruneOptions, prune  # noqa: E402
+from sslth.search.preview import plan  # noqa: E402
 from sslth.target import as_target  # noqa: E402
 from sslth.ticket import Ticket, load  # noqa: E402
 
@@ -32,5 +33,6 @@ __all__ = [
     "construct",
     "empirical_error",
     "load",
+    "plan",
     "prune",
 ]

@@ -1,6 +1,7 @@
-"""The ``sslth`` command: ``demo``, ``prune --config``, ``verify``.
+"""The ``sslth`` command: ``demo``, ``plan --config``, ``prune --config``, ``verify``.
 
-Exit codes: 0 success, 1 no ticket met the request (or a ticket failed its verification),
+Exit codes: 0 success, 1 no ticket met the request (or a ticket failed its verification, or
+``plan`` finds a layer no random network within ``max_random_params`` is predicted to serve),
 2 a usage error (bad flag, config, target or ticket file). Only the errors sslth raises on
 purpose are reported as one line; anything else is a bug and surfaces with its traceback.
 """
@@ -14,12 +15,12 @@ import sys
 from pathlib import Path
 
 import sslth
-from sslth.config import build_target, load_config, random_target, run_name, settings
+from sslth.config import load_config, load_target, random_target, run_name, settings
 from sslth.device import resolve_device
 from sslth.errors import ConfigError, SslthError, TicketNotFound
 from sslth.options import add_arguments, overrides
 from sslth.search.options import PruneOptions
-from sslth.target import as_target
+from sslth.search.preview import plan
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
 DEMO_WIDTHS = [8, 16, 4]
@@ -35,6 +36,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _prune_and_print(target, options: PruneOptions) -> tuple[int, sslth.Ticket | None]:
+    """Prune and print the ticket's report; when no ticket meets the request, print the best
+    one's report (if the search got that far) and the reason, and return exit code 1."""
     try:
         ticket = sslth.prune(target, **vars(options))
     except TicketNotFound as error:
@@ -62,8 +65,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     options = config.options({**overrides(PruneOptions, args), "progress": not args.quiet})
-    model = build_target(config.target)
-    target = as_target(model)
+    model, target = load_target(config, options)
     out_root = Path(args.out)
     if out_root.exists() and not out_root.is_dir():
         raise ConfigError(f"--out {out_root}: exists and is not a folder")
@@ -87,6 +89,20 @@ def cmd_prune(args: argparse.Namespace) -> int:
     tmp.replace(report_path)
     print(f"sslth: wrote {out}")
     return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Print what ``prune`` would start from and its estimated cost; exit 1 when some layer has
+    no sizes within ``max_random_params`` (``prune`` would refuse the request)."""
+    config = load_config(args.config)
+    options = config.options({**overrides(PruneOptions, args), "progress": False})
+    _, target = load_target(config, options)
+    settings_ = {k: v for k, v in vars(options).items() if k not in ("epsilon", "density")}
+    result = plan(
+        target, options.epsilon, options.density, calibrate=not args.no_calibrate, **settings_
+    )
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result)
+    return EXIT_OK if result.within_limits else EXIT_NOT_FOUND
 
 
 def _finished(out: Path) -> bool:
@@ -184,6 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--quiet", action="store_true", help="no progress bars")
     add_arguments(prune, PruneOptions)
     prune.set_defaults(func=cmd_prune)
+
+    preview = commands.add_parser(
+        "plan",
+        help="show n, k, the random network's size and the estimated time and memory of "
+        "prune, without running it",
+    )
+    preview.add_argument("--config", required=True, help="a TOML file, see configs/")
+    preview.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="skip the timing sample: sizes and memory only, no time estimate",
+    )
+    preview.add_argument("--json", action="store_true", help="print the plan as JSON")
+    add_arguments(preview, PruneOptions)
+    preview.set_defaults(func=cmd_plan)
 
     verify = commands.add_parser("verify", help="load a ticket file and re-certify it")
     verify.add_argument("ticket")

@@ -7,11 +7,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
+import sslth
 from sslth.cli import main
 from sslth.config import random_target
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a busy 2-core machine torch's pool spins against the other
+    processes, and these small problems run several times faster on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _write(tmp_path, text, name="c.toml"):
@@ -133,3 +145,216 @@ def test_console_script_demo_runs_and_reports_within_epsilon():
     )
     assert result.returncode == 0, result.stderr
     assert "within ε: yes" in result.stdout
+
+
+class _Named(nn.Module):
+    """A model with named layers and its own forward (keys fc1.*, fc2.*)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(5, 4)
+        self.fc2 = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+class _Reversed(nn.Module):
+    """Registers its output layer first: the file's order is not the forward order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = nn.Linear(4, 2)
+        self.hidden = nn.Linear(5, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.hidden(x)))
+
+
+def _ball(count: int, shape: tuple[int, ...], radius: float = 1.0) -> torch.Tensor:
+    """Random float64 points of the ball of ``radius``, on the sphere and inside."""
+    points = torch.randn(
+        count, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
+    norms = points.flatten(1).norm(dim=1).view(-1, *[1] * len(shape))
+    scale = torch.rand(count, dtype=torch.float64).view(-1, *[1] * len(shape)).clamp(min=0.5)
+    return points / norms * radius * scale
+
+
+def _prune_file(tmp_path, model_state, target_lines, prune_lines="") -> sslth.Ticket:
+    torch.save(model_state, tmp_path / "model.pt")
+    config = _write(
+        tmp_path,
+        f'[target]\nkind = "state_dict"\npath = "model.pt"\n{target_lines}\n'
+        f"[prune]\nepsilon = 0.1\ndensity = 0.5\nempirical_samples = 500\n{prune_lines}",
+    )
+    out = tmp_path / "runs"
+    assert main(["prune", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    (run,) = out.iterdir()
+    return sslth.load(run / "ticket.pt", samples=200)
+
+
+def _check_approximates(ticket: sslth.Ticket, forward, shape: tuple[int, ...]) -> None:
+    """The ticket's certificate holds against ``forward`` (the saved model, in float64)."""
+    points = _ball(256, shape)
+    with torch.no_grad():
+        gap = (forward(points) - ticket.network(points)).flatten(1).norm(dim=1).max()
+    assert ticket.report.certified_error <= 0.1
+    assert gap <= ticket.report.certified_error
+
+
+@pytest.mark.parametrize(
+    "make,architecture",
+    [
+        (_Named, "widths = [5, 4, 2]"),
+        (
+            lambda: nn.Sequential(nn.Flatten(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 2)),
+            "widths = [5, 4, 2]",
+        ),
+        (
+            lambda: nn.Sequential(nn.Flatten(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 2)),
+            'layers = ["flatten", "linear 5 4", "relu", "linear 4 2 bias=true"]',
+        ),
+        (_Reversed, 'widths = [5, 4, 2]\nkeys = ["hidden", "out"]'),
+    ],
+)
+def test_state_dict_keys_are_mapped_by_order(tmp_path, make, architecture):
+    torch.manual_seed(3)
+    model = make()
+    keys = list(model.state_dict())
+    assert keys[0] in ("fc1.weight", "1.weight", "out.weight")  # not the 0.*, 2.* of old
+    ticket = _prune_file(tmp_path, model.state_dict(), architecture)
+    # the ticket's target is the file's model, weight for weight
+    saved = [p.detach().double() for p in model.state_dict().values()]
+    layers = ticket.target.layers
+    mine = [t for layer in layers for t in (layer.weight, layer.bias)]
+    if isinstance(model, _Reversed):
+        saved = saved[2:] + saved[:2]
+    assert all(torch.equal(a, b) for a, b in zip(mine, saved, strict=True))
+    _check_approximates(ticket, model.double(), (5,))
+
+
+def test_cnn_state_dict_from_a_layers_config(tmp_path):
+    torch.manual_seed(0)
+    cnn = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3)
+    )
+    ticket = _prune_file(
+        tmp_path,
+        cnn.state_dict(),
+        'layers = ["conv 1 2 3x3 padding=1", "relu", "maxpool 2", "flatten", "linear 8 3"]',
+        "input_shape = [1, 4, 4]\n",
+    )
+    assert ticket.target.input_shape == (1, 4, 4)
+    _check_approximates(ticket, cnn.double(), (1, 4, 4))
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "settings.json").read_text())["target"]["layers"][0].startswith("conv")
+
+
+def test_shipped_cnn_config_plans(capsys):
+    config = ROOT / "configs" / "digits-cnn-state-dict.toml"
+    assert main(["plan", "--config", str(config), "--no-calibrate"]) == 0
+    assert "conv 1->4 3x3" in capsys.readouterr().out
+
+
+def _bad_files(tmp_path):
+    """name -> (what torch.save writes, [target] lines, expected part of the message)."""
+    bn = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2))
+    mlp = random_target([5, 4, 2], bias=True)
+    return {
+        "batchnorm": (bn.state_dict(), "widths = [5, 4, 2]", "'1.running_mean' is neither"),
+        "whole module": (mlp, "widths = [5, 4, 2]", "save model.state_dict() instead"),
+        "checkpoint": (
+            {"epoch": 3, "model": mlp.state_dict()},
+            "widths = [5, 4, 2]",
+            "entry 'epoch' is not a tensor",
+        ),
+        "shape": (mlp.state_dict(), "widths = [5, 3, 2]", "'0.weight' has shape (4, 5)"),
+        "count": (mlp.state_dict(), "widths = [5, 4, 2, 2]", "the file has 2 Linear/Conv2d"),
+        "bias": (mlp.state_dict(), "widths = [5, 4, 2]\nbias = false", "without a bias"),
+        "keys": (mlp.state_dict(), 'widths = [5, 4, 2]\nkeys = ["fc1", "2"]', "'fc1'"),
+        "no architecture": (mlp.state_dict(), "", "widths or layers: required"),
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "batchnorm",
+        "whole module",
+        "checkpoint",
+        "shape",
+        "count",
+        "bias",
+        "keys",
+        "no architecture",
+    ],
+)
+def test_bad_state_dicts_exit_2_with_one_clean_line(tmp_path, capsys, name):
+    saved, target_lines, message = _bad_files(tmp_path)[name]
+    torch.save(saved, tmp_path / "model.pt")
+    config = _write(
+        tmp_path,
+        f'[target]\nkind = "state_dict"\npath = "model.pt"\n{target_lines}\n'
+        "[prune]\nepsilon = 0.1\ndensity = 0.5\n",
+    )
+    assert main(["prune", "--config", str(config), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1 and "\x1b" not in err
+
+
+@pytest.mark.parametrize(
+    "layers,message",
+    [
+        ('["conv 1 8"]', "[target] layers[0]: 'conv 1 8': conv takes 3 sizes"),
+        ('["linear 4 6", "relu", "lin 6 3"]', "[target] layers[2]: 'lin 6 3': unknown layer"),
+        ('["linear 4 6 stride=2"]', "linear has no option 'stride'"),
+        ('["conv 1 2 3 padding=-1"]', "padding must be"),
+        ('["maxpool 2x"]', "K must be an int or HxW"),
+        ('["linear 4 6", "relu", "relu", "linear 6 3"]', "layers[2] (ReLU): two activations"),
+        ('["linear 4 6", "linear 6 3"]', "layers[0] and layers[1]: no nn.ReLU"),
+        ('["linear 4 6", "relu", "linear 5 3"]', "layers[2] (Linear 5->3): shapes do not chain"),
+        ('["conv 1 2 3", "relu", "flatten", "linear 8 2"]', "[prune] input_shape: required"),
+        ('"linear 4 6"', "[target] layers: expected a non-empty list"),
+    ],
+)
+def test_bad_layers_exit_2_naming_the_entry(tmp_path, capsys, layers, message):
+    config = _write(
+        tmp_path, f"[target]\nlayers = {layers}\n[prune]\nepsilon = 0.1\ndensity = 0.5\n"
+    )
+    assert main(["plan", "--config", str(config), "--no-calibrate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_random_layers_target_equals_its_widths():
+    from sslth.config import TargetConfig, build_target
+    from sslth.options import from_mapping
+
+    def digest(table):
+        model = build_target(from_mapping(TargetConfig, table))
+        return sslth.as_target(model).digest()
+
+    layers = ["linear 4 6", "relu", "linear 6 3"]
+    assert digest({"widths": [4, 6, 3], "seed": 2, "bias": True}) == digest(
+        {"layers": layers, "seed": 2, "bias": True}
+    )
+    with pytest.raises(sslth.ConfigError, match="give one architecture"):
+        from_mapping(TargetConfig, {"widths": [4, 6, 3], "layers": layers})
+
+
+def test_a_request_no_ticket_meets_prints_the_best_report(tmp_path, capsys):
+    config = _write(
+        tmp_path,
+        "[target]\nwidths = [4, 3, 2]\n[prune]\nepsilon = 0.001\ndensity = 0.5\nn = 3\nk = 1\n"
+        "empirical_samples = 200\n",
+    )
+    assert main(["prune", "--config", str(config), "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "the best ticket found:" in captured.out
+    assert "sslth ticket report" in captured.out and "within ε: NO" in captured.out
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("sslth: no ticket met ε = 0.001")
+    assert not (tmp_path / "o").exists()  # nothing is written for a failed request

@@ -1,0 +1,180 @@
+"""sslth.plan and ``sslth plan``: the sizes prune starts from, the estimates, the warnings."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import sslth
+from sslth import theory
+from sslth.cli import main
+from sslth.config import random_target
+from sslth.construct import PairSpec, layer_seed
+from sslth.device import resolve_device
+from sslth.search import loop, preview
+from sslth.search.layer import solve_layer
+from sslth.search.options import PruneOptions
+from sslth.subset_sum import make_solver
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a busy 2-core machine torch's pool spins against the other
+    processes, and these small problems run several times faster on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _cnn() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3)
+    )
+
+
+CASES = [
+    (random_target([6, 9, 4], seed=1), 0.05, 0.3, {}),
+    (random_target([5, 7, 3], seed=2, bias=True, spectral_norm=2.0), 0.02, 0.1, {}),
+    (random_target([4, 6, 5, 2], seed=3), 0.1, 0.5, {"radius": 2.0}),
+    (random_target([6, 9, 4], seed=1), 0.05, 0.3, {"n": [7, 9]}),
+    (random_target([6, 9, 4], seed=1), 0.05, 0.3, {"k": 2}),
+    (_cnn(), 0.1, 0.3, {"input_shape": [1, 4, 4]}),
+]
+
+
+@pytest.mark.parametrize("target,epsilon,density,options", CASES)
+def test_plan_gives_the_sizes_the_search_starts_from(target, epsilon, density, options):
+    planned = sslth.plan(target, epsilon, density, calibrate=False, **options)
+    opts = PruneOptions(epsilon=epsilon, density=density, progress=False, **options)
+    search = loop.Search(
+        sslth.as_target(target, input_shape=opts.input_shape),
+        opts,
+        resolve_device("cpu"),
+        make_solver("auto"),
+    )
+    expected = search.plan()
+    assert [(p.n, p.k) for p in planned.layers] == [(e.n, e.k) for e in expected]
+    assert [p.tolerance for p in planned.layers] == [e.tolerance for e in expected]
+    assert planned.within_limits and planned.seconds is None
+
+
+def test_plan_matches_what_prune_solves_first(monkeypatch):
+    """The first round of a real prune solves each layer at the planned n and k."""
+    target = random_target([5, 7, 3], seed=4, bias=True)
+    planned = sslth.plan(target, 0.05, 0.3, calibrate=False)
+    first: dict[int, tuple[int, int]] = {}
+
+    def recording(spec, layer, k, tolerance, **kwargs):
+        first.setdefault(kwargs["index"], (spec.neurons_per_input, k))
+        return solve_layer(spec, layer, k, tolerance, **kwargs)
+
+    monkeypatch.setattr(loop, "solve_layer", recording)
+    ticket = sslth.prune(target, 0.05, 0.3, progress=False, empirical_samples=500)
+    assert [first[i] for i in range(2)] == [(p.n, p.k) for p in planned.layers]
+    # the numbers beside them: m, m/m_t, Eq. 29, instances
+    layer = sslth.as_target(target).layers[0]
+    row = planned.layers[0]
+    assert row.instances == 2 * 5 * 7 + 7
+    assert row.random_params == PairSpec(5, 7, row.n, True, 0).dense_params
+    assert row.overparameterization == pytest.approx(row.random_params / (5 * 7 + 7))
+    assert row.paper_n == pytest.approx(
+        theory.paper_neurons_per_input(0.0886, 2, layer.d_in, layer.d_out, 0.05, 0.3)
+    )
+    assert planned.predicted_density < 0.3 and ticket.report.density <= 0.3
+
+
+def test_estimates_are_measured_and_say_so():
+    target = random_target([6, 9, 4], seed=1, bias=True)
+    planned = sslth.plan(target, 0.05, 0.3)
+    for layer in planned.layers:
+        assert layer.sample > 0 and layer.seconds > 0 and layer.per_instance_seconds > 0
+    assert planned.seconds == pytest.approx(sum(layer.seconds for layer in planned.layers))
+    low, high = planned.total_seconds
+    assert planned.seconds < low < high
+    assert planned.memory_bytes < planned.memory_grown_bytes
+    text = str(planned)
+    assert "ESTIMATE" in text and "extrapolated linearly" in text
+    assert "Eq.29 n" in text and "c_amp = 0.0886" in text
+    assert not planned.warnings
+    data = json.loads(json.dumps(planned.to_dict()))
+    assert data["layers"][0]["n"] == planned.layers[0].n
+
+
+def test_memory_formula_against_a_solved_layer():
+    """The formula's kept bytes against the tensors a real layer solution holds (the random V,
+    the instances, the picks and the operators)."""
+    target = sslth.as_target(random_target([12, 20], seed=5, bias=True))
+    layer = target.layers[0]
+    spec = PairSpec(12, 20, 30, True, layer_seed(0, 0))
+    solution = solve_layer(
+        spec, layer, 6, 1e-3, index=0, device=torch.device("cpu"), solver=make_solver("auto")
+    )
+    solution.operator()
+    tensors = [draw.second for draw in solution._draws.values()]
+    tensors += solution.diagonals + [solution.masks().second]
+    for picks in solution.signs.values():
+        tensors += [picks.exists, picks.positions, picks.second, picks.sums]
+        tensors += [picks.magnitudes, picks.errors]
+    operator = solution.operator()
+    tensors += [operator.positive, operator.negative]
+    tensors += [operator.stats.abs_positive, operator.stats.abs_negative]
+    held = sum(t.numel() * t.element_size() for t in tensors)
+    widths = tuple(
+        max(int((d > 0).sum()) if s > 0 else int((d < 0).sum()) for d in solution.diagonals)
+        for s in (1, -1)
+    )
+    kept, transient = preview.layer_memory(layer, 30, widths, k=6)
+    assert 0.9 * held <= kept <= 1.25 * held
+    estimated, _ = preview.layer_memory(layer, 30, k=6)  # widths estimated, not drawn
+    assert 0.8 * kept <= estimated <= 1.25 * kept
+    assert transient > 0
+
+
+def test_beyond_the_limits_is_reported_and_prune_refuses():
+    target = random_target([6, 9, 4], seed=1)
+    planned = sslth.plan(target, 1e-4, 0.01, max_random_params=20_000, calibrate=False)
+    assert not planned.within_limits and planned.random_params is None
+    beyond = [layer for layer in planned.layers if layer.n is None]
+    assert beyond and all(layer.needed_n is not None for layer in beyond)
+    assert all(layer.needed_params > 20_000 for layer in beyond)
+    assert any("prune would refuse" in warning for warning in planned.warnings)
+    assert "beyond max_random_params" in str(planned)
+    with pytest.raises(sslth.TicketNotFound):
+        sslth.prune(target, 1e-4, 0.01, max_random_params=20_000, progress=False)
+
+
+def test_warnings_for_time_and_memory(monkeypatch):
+    target = random_target([6, 9, 4], seed=1)
+    monkeypatch.setattr(preview, "_memory_limit", lambda device: (1024, "available RAM"))
+    planned = sslth.plan(target, 0.05, 0.3, calibrate=False)
+    assert len(planned.warnings) == 1 and "exceeds the 1 KiB of available RAM" in str(planned)
+    slow = dataclasses.replace(planned, seconds=2 * preview.HOUR, report_seconds=1.0)
+    (warning,) = [w for w in preview._warnings(slow, PruneOptions(0.05, 0.3)) if "take" in w]
+    assert "estimated to take 2 h" in warning
+
+
+def test_plan_refuses_unknown_options():
+    with pytest.raises(sslth.ConfigError, match="unknown plan option 'epsilonn'"):
+        sslth.plan(random_target([3, 2]), 0.1, 0.5, epsilonn=1)
+
+
+def test_cli_plan(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text(
+        "[target]\nwidths = [6, 9, 4]\nseed = 1\n[prune]\nepsilon = 0.05\ndensity = 0.5\n"
+    )
+    assert main(["plan", "--config", str(config), "--density", "0.3", "--no-calibrate"]) == 0
+    out = capsys.readouterr().out
+    assert "sslth plan: target 6-9-4" in out and "density <= 0.3" in out  # the flag wins
+    assert "memory: an ESTIMATE" in out
+    assert main(["plan", "--config", str(config), "--density", "0.3", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["within_limits"] and data["seconds"] > 0 and len(data["layers"]) == 2
+    # a request prune would refuse: exit 1, with the reason
+    flags = ["--density", "0.01", "--epsilon", "1e-4", "--max-random-params", "20000"]
+    assert main(["plan", "--config", str(config), "--no-calibrate", *flags]) == 1
+    assert "prune would refuse" in capsys.readouterr().out
