@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> digits.DigitsResult:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cap", type=float, default=digits.EPSILON_CAP, help="largest ε")
     parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--device", default=None, help="where to prune (default: cuda if any)")
     args = parser.parse_args(argv)
     result = digits.run(
         args.out,
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> digits.DigitsResult:
         cap=args.cap,
         figures=not args.no_figures,
         progress=True,
+        device=args.device,
     )
     print(
         f"target accuracy {result.target_accuracy:.4f}, ticket accuracy "
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> digits.DigitsResult:
         f"{result.certified_error:.4g}; density {result.density:.4g}\n"
         f"time: "
         + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
-        + f"\nwrote {args.out}/report.json, logits.png, masks.png"
+        + f"\nwrote {args.out}/report.json"
+        + ("" if args.no_figures else ", logits.png, masks.png")
     )
     return result
 
