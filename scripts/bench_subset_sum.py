@@ -10,6 +10,14 @@ Baseline rates are extrapolated from their samples.
     python scripts/bench_subset_sum.py                      # all families, CPU, ~3 minutes
     python scripts/bench_subset_sum.py --device cuda --batch 1000000 --families pensia
     python scripts/bench_subset_sum.py --out table.md       # or table.json
+
+With ``--cpu-compare N`` the first N instances of each family are also solved with ``auto`` on
+the CPU (``--cpu-threads`` threads, default 1) in the same run, so a GPU rate can be set against
+a CPU rate on the same instances; the CPU rate is extrapolated to the whole batch. ``--json``
+writes the rows, with that comparison, as JSON (as ``--out x.json`` does, besides ``--out``).
+
+    python scripts/bench_subset_sum.py --families pensia --batch 1000000 --device cuda \
+        --cpu-compare 20000 --json pensia.json
 """
 
 from __future__ import annotations
@@ -57,6 +65,14 @@ class Row:
     milp_rate: float
     milp_solved: float
     milp_sample: int
+    device: str = "cpu"
+    auto_seconds: float = math.nan  # the timed auto call on the whole batch
+    # --cpu-compare: auto on the first cpu_sample instances on the CPU (nan / 0 when not asked)
+    cpu_rate: float = math.nan
+    cpu_solved: float = math.nan
+    cpu_sample: int = 0
+    cpu_threads: int = 0
+    cpu_same_status: int = 0  # rows of the sample with the same solved and infeasible flags
 
 
 def make_family(name: str, batch: int, seed: int):
@@ -149,6 +165,29 @@ def milp_baseline(values, targets, k, tol, valid, budget_s: float, time_limit: f
     return n / dt, solved / n, n
 
 
+def cpu_compare(values, targets, k, tol, valid, res, n: int, threads: int) -> dict:
+    """Time ``auto`` on the first n instances on the CPU with ``threads`` torch threads (then
+    restored) and count the rows whose solved/infeasible flags match ``res`` (the device's)."""
+    n = min(n, values.shape[0])
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        sl = slice(0, n)
+        # same warm-up as the device side: combination tables, allocator
+        _timed_solve(values[:256], targets[:256], k[:256], tol[:256], valid[:256], "auto", "cpu")
+        dt, cpu = _timed_solve(values[sl], targets[sl], k[sl], tol[sl], valid[sl], "auto", "cpu")
+    finally:
+        torch.set_num_threads(before)
+    same = (cpu.solved == res.solved[:n].cpu()) & (cpu.infeasible == res.infeasible[:n].cpu())
+    return {
+        "cpu_rate": n / dt,
+        "cpu_solved": float(cpu.solved.double().mean()),
+        "cpu_sample": n,
+        "cpu_threads": threads,
+        "cpu_same_status": int(same.sum()),
+    }
+
+
 def run_family(name: str, args) -> Row:
     batch = args.batch or FAMILIES[name][6]
     values, targets, k, tol, valid = make_family(name, batch, args.seed)
@@ -169,6 +208,11 @@ def run_family(name: str, args) -> Row:
     mp = (math.nan, math.nan, 0)
     if not args.no_milp:
         mp = milp_baseline(values, targets, k, tol, valid, args.baseline_seconds, 20.0)
+    extra = {"device": dev, "auto_seconds": dt}
+    if args.cpu_compare:
+        extra |= cpu_compare(
+            values, targets, k, tol, valid, res, args.cpu_compare, args.cpu_threads
+        )
     return Row(
         name,
         batch,
@@ -185,6 +229,7 @@ def run_family(name: str, args) -> Row:
         mp[0],
         mp[1],
         mp[2],
+        **extra,
     )
 
 
@@ -213,6 +258,23 @@ def markdown(rows: list[Row], header: str) -> str:
     return "\n".join(lines)
 
 
+def comparison_lines(rows: list[Row]) -> list[str]:
+    """One line per family that was also timed on the CPU (--cpu-compare)."""
+    lines = []
+    for r in rows:
+        if not r.cpu_sample:
+            continue
+        lines.append(
+            f"CPU comparison, {r.family}: auto on {r.cpu_threads} CPU thread(s), the first "
+            f"{r.cpu_sample:,} of the same {r.batch:,} instances: {r.cpu_rate:,.0f} inst/s "
+            f"(extrapolated to all {r.batch:,}: {r.batch / r.cpu_rate:,.1f} s); auto on "
+            f"{r.device}: {r.auto_rate:,.0f} inst/s ({r.auto_seconds:.2f} s), "
+            f"{r.auto_rate / r.cpu_rate:,.1f}× the CPU rate; same solved/infeasible status on "
+            f"{r.cpu_same_status:,} of {r.cpu_sample:,} rows"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--device", default="cpu")
@@ -229,6 +291,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--out", default=None, help="write the table (.md) or the rows (.json)")
+    p.add_argument("--json", default=None, help="also write the rows (and header) as JSON")
+    p.add_argument(
+        "--cpu-compare",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time auto on the first N instances on the CPU (0: no)",
+    )
+    p.add_argument("--cpu-threads", type=int, default=1, help="torch threads for --cpu-compare")
     args = p.parse_args(argv)
 
     if args.threads:
@@ -246,13 +317,26 @@ def main(argv: list[str] | None = None) -> None:
         f"torch {torch.__version__}, seed {args.seed}."
     )
     table = markdown(rows, header)
+    extra = comparison_lines(rows)
     print(table)
+    for line in extra:
+        print(line)
+    data = {"header": header, "rows": [asdict(r) for r in rows]}
     if args.out:
         with open(args.out, "w") as f:
             if args.out.endswith(".json"):
-                json.dump({"header": header, "rows": [asdict(r) for r in rows]}, f, indent=1)
+                json.dump(data, f, indent=1)
             else:
-                f.write(table + "\n")
+                f.write(table + "\n" + "".join("\n" + line + "\n" for line in extra))
+    if args.json:
+        data |= {
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "torch_threads": threads,
+            "comparison": extra,
+        }
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=1)
 
 
 if __name__ == "__main__":
