@@ -84,12 +84,15 @@ def build(target: str, seed: int) -> tuple[nn.Sequential, list[int] | None]:
     return random_target(sizes, seed=seed), None
 
 
-def _compete(stop) -> None:
+def _compete(ready, stop, rounds) -> None:
     """A competing PyTorch process: 2-thread matrix products until told to stop."""
     torch.set_num_threads(2)
     a = torch.randn(1024, 1024)
     while not stop.is_set():
         a = torch.tanh(a @ a / 32.0)
+        with rounds.get_lock():
+            rounds.value += 1
+        ready.set()
 
 
 def run_prune(args, model, input_shape, device, progress: bool) -> tuple[sslth.Ticket, float]:
@@ -103,6 +106,7 @@ def run_prune(args, model, input_shape, device, progress: bool) -> tuple[sslth.T
         input_shape=input_shape,
         threads=args.threads,
         progress=progress,
+        **({} if args.max_random_params is None else {"max_random_params": args.max_random_params}),
     )
     return ticket, time.perf_counter() - start
 
@@ -115,6 +119,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--density", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="sslth's worker threads")
+    parser.add_argument(
+        "--max-random-params",
+        type=int,
+        default=None,
+        help="largest random network the search may draw (2048-2048-10 needs about 1.1e9)",
+    )
     parser.add_argument(
         "--busy", action="store_true", help="also run beside a competing 2-thread process"
     )
@@ -142,15 +152,20 @@ def main(argv: list[str] | None = None) -> dict:
     busy = None
     if args.busy:
         context = multiprocessing.get_context("spawn")
-        stop = context.Event()
-        competitor = context.Process(target=_compete, args=(stop,), daemon=True)
+        ready, stop = context.Event(), context.Event()
+        rounds = context.Value("l", 0)
+        competitor = context.Process(target=_compete, args=(ready, stop, rounds), daemon=True)
         competitor.start()
-        time.sleep(2.0)  # let it settle into its loop
+        if not ready.wait(timeout=120):
+            raise RuntimeError("the competing process did not start")
+        before = rounds.value
         try:
             again, busy = run_prune(args, model, input_shape, device, progress=False)
         finally:
+            done = rounds.value - before
             stop.set()
             competitor.join(timeout=10)
+        print(f"the competitor ran {done / busy:.1f} products/s during the busy run", flush=True)
         same = [m.second.equal(n.second) for m, n in zip(ticket.masks, again.masks, strict=True)]
         print(
             f"busy: {busy:.2f} s beside a 2-thread PyTorch process, {wall:.2f} s alone: "
@@ -195,10 +210,10 @@ def main(argv: list[str] | None = None) -> dict:
         "empirical_error": report.empirical_error,
     }
     for name, seconds in report.timings.items():
-        print(f"  {name:<12} {seconds:8.2f} s")
-    print(f"  {'total':<12} {wall:8.2f} s   (sslth.prune, end to end)")
+        print(f"  {name:<15} {seconds:8.2f} s")
+    print(f"  {'total':<15} {wall:8.2f} s   (sslth.prune, end to end)")
     if network_s is not None:
-        print(f"  {'network':<12} {network_s:8.2f} s   (ticket.network built on demand)")
+        print(f"  {'network':<15} {network_s:8.2f} s   (ticket.network built on demand)")
     print(
         f"peak host memory {figures['peak_host_gib_prune']:.2f} GiB in prune, "
         f"{figures['peak_host_gib']:.2f} GiB with the network"

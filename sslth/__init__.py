@@ -6,6 +6,7 @@ from sslth.certify import empirical_error  # noqa: E402
 from sslth.construct import construct  # noqa: E402
 from sslth.errors import (  # noqa: E402
     ConfigError,
+    NetworkTooLarge,
     NotATicketError,
     SslthError,
     TargetError,
@@ -20,6 +21,7 @@ from sslth.ticket import Ticket, load  # noqa: E402
 
 __all__ = [
     "ConfigError",
+    "NetworkTooLarge",
     "NotATicketError",
     "PruneOptions",
     "Report",

@@ -30,6 +30,7 @@ upper bound that includes the float64 rounding of its own computation.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -72,6 +73,14 @@ class PairOperator:
     offset: torch.Tensor  # (d_out,) float64
     kind: LayerKind = DENSE
     stats: PairStats | None = None
+    norms: dict = field(default_factory=dict, repr=False, compare=False)  # computed once
+
+    def norm(self, name: str, compute, *args) -> float:
+        """``compute(*args)``, remembered under ``name`` (names carry a digest of the tensors
+        they depend on, so an edited tensor is computed again)."""
+        if name not in self.norms:
+            self.norms[name] = compute(*args)
+        return self.norms[name]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         out = self.kind.apply(torch.relu(x), self.positive, None) - self.kind.apply(
@@ -289,6 +298,26 @@ def _norm_upper(kind: LayerKind, weight: torch.Tensor) -> float:
     return kind.operator_norm(weight) * (1 + 1e-9)
 
 
+_TARGET_NORMS: dict[tuple, float] = {}
+
+
+def _fingerprint(tensor: torch.Tensor) -> str:
+    """A digest of a tensor's content: a cached norm is reused only for the same values."""
+    data = tensor.detach().cpu().contiguous().numpy().tobytes()
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _target_norm(layer) -> float:
+    """P_i, computed once per target weight (the search certifies the same target many
+    times); keyed by the weight's content and kind, so an edited weight is computed again."""
+    key = (_fingerprint(layer.weight), tuple(layer.weight.shape), layer.kind)
+    if key not in _TARGET_NORMS:
+        if len(_TARGET_NORMS) > 256:
+            _TARGET_NORMS.clear()
+        _TARGET_NORMS[key] = _norm_upper(layer.kind, layer.weight)
+    return _TARGET_NORMS[key]
+
+
 def certify_operators(
     target: Target,
     operators: list[PairOperator],
@@ -320,9 +349,15 @@ def certify_operators(
                 f"pair of shape {tuple(op.positive.shape)} for a layer {tuple(w.shape)}"
             )
         kind = layer.kind
-        weight_norm = _norm_upper(kind, w)
+        weight_norm = _target_norm(layer)
         stacked = torch.cat([op.positive - w, w - op.negative], dim=1)
-        pair_error = _norm_upper(kind, stacked) + _entry_rounding(op, stacked)
+        pair_error = op.norm(
+            f"error:{_fingerprint(w)}:{_fingerprint(op.positive)}:{_fingerprint(op.negative)}",
+            _error_norm,
+            kind,
+            op,
+            stacked,
+        )
         bias = (
             torch.zeros_like(op.offset) if layer.bias is None else layer.bias.to(op.offset.device)
         )
@@ -354,6 +389,11 @@ def certify_operators(
         )
     rounding = rounding_bound(target, operators, radius, arithmetic, layers)
     return Certificate(float(radius), error, rounding, arithmetic.name, layers)
+
+
+def _error_norm(kind: LayerKind, op: PairOperator, stacked: torch.Tensor) -> float:
+    """E: the norm of the stacked error weight, raised by the rounding of A and B."""
+    return _norm_upper(kind, stacked) + _entry_rounding(op, stacked)
 
 
 def _entry_rounding(op: PairOperator, stacked: torch.Tensor) -> float:
@@ -410,7 +450,12 @@ def rounding_bound(
             + arithmetic.underflow(stats.first_fan_in, in_positions * layer.d_in)
         )
         spread = math.sqrt(kind.positions)
-        abs_norm = _norm_upper(kind, torch.cat([stats.abs_positive, stats.abs_negative], dim=1))
+        abs_norm = op.norm(
+            f"magnitudes:{_fingerprint(stats.abs_positive)}:{_fingerprint(stats.abs_negative)}",
+            _norm_upper,
+            kind,
+            torch.cat([stats.abs_positive, stats.abs_negative], dim=1),
+        )
         output_magnitude = (
             abs_norm * z
             + float(torch.linalg.vector_norm(stats.abs_offset)) * spread
@@ -429,7 +474,12 @@ def rounding_bound(
         )
         if layers is not None:
             layers[index].rounding_bound = delta
-        signed = _norm_upper(kind, torch.cat([op.positive, -op.negative], dim=1))
+        signed = op.norm(
+            f"signed:{_fingerprint(op.positive)}:{_fingerprint(op.negative)}",
+            _norm_upper,
+            kind,
+            torch.cat([op.positive, -op.negative], dim=1),
+        )
         offset = float(torch.linalg.vector_norm(op.offset)) * spread
         z = (signed * z + offset) * (1 + 1e-12)
     _, delta = _through_ops(target.ops[len(target.layers)], z, delta, arithmetic)
@@ -481,8 +531,8 @@ def empirical_error(
     device=None,
 ) -> float:
     """A lower estimate of sup_{||x|| ≤ R} ||f(x) − g(x)|| for the exact masked network
-    (float64): the worst of ``samples`` random points of the sphere, as many uniform in the
-    ball, x = 0 and the axis points ±R e_j, then projected gradient ascent inside the ball
+    (float64): the worst of ``samples`` random points, half on the sphere and half uniform in
+    the ball, x = 0 and the axis points ±R e_j, then projected gradient ascent inside the ball
     from the worst points of each kind."""
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
@@ -501,8 +551,9 @@ def empirical_error(
         landmarks = _landmarks(dim, radius)
         values = gap(landmarks.to(device)).cpu()
         groups.append((values, landmarks))
-        for start in range(0, samples, chunk):
-            for points in _ball_points(min(chunk, samples - start), dim, radius, generator):
+        half = max(1, samples // 2)
+        for start in range(0, half, chunk):
+            for points in _ball_points(min(chunk, half - start), dim, radius, generator):
                 values = gap(points.to(device)).cpu()
                 top = values.topk(min(ascent_starts, len(values))).indices
                 groups.append((values[top], points[top]))

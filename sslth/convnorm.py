@@ -1,4 +1,4 @@
-r"""Provable upper bounds on the ℓ2 operator norm of 2-D convolutions (DESIGN §7).
+r"""Provable upper bounds on the ℓ2 operator norm of 2-D convolutions (docs/design.md §3).
 
 A conv layer is a kernel ``K`` of shape ``c_out × c_in × kh × kw`` with stride ``(sh, sw)``, zero
 padding ``(ph, pw)``, dilation ``(dh, dw)`` and ``groups = 1``, acting on inputs of shape
@@ -38,7 +38,7 @@ finite checks).  The search stops at the closed form
 taps), which always satisfies both conditions: negative ``u`` land in ``[N_c + u_min, N_c) ⊂
 [H, N_c)``, ``u ≥ H`` stay below ``N_c``, and the anchors span less than ``N_c``.  With zero padding
 this gives ``N = H`` (the valid conv is a restriction of the circular conv on the image itself);
-in general it is about ``H + p``, well below DESIGN §7's ``H + 2p + d(kh − 1)``, and stride gaps
+in general it is about ``H + p``, well below the naive ``H + 2p + d(kh − 1)``, and stride gaps
 can make it smaller still.  Fewer frequencies make the bound cheaper; its value is the max of the
 same trigonometric polynomial over an ``N × N'`` grid, which is not monotone in ``N`` (every safe
 ``N`` gives a valid bound).  The conditions also rule out two used taps landing on the same torus

@@ -35,6 +35,11 @@ class NotATicketError(SslthError, ValueError):
     checks; the message names the module, field or file."""
 
 
+class NetworkTooLarge(SslthError, MemoryError):
+    """A ticket's dense network would not fit in the memory available; the message says how
+    much it needs and what to use instead."""
+
+
 class TicketNotFound(SslthError, RuntimeError):
     """No ticket met ε and the density within the limits.
 

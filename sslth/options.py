@@ -61,10 +61,12 @@ def check_value(name: str, value: Any, hint: Any) -> Any:
         args = typing.get_args(hint)
         if value is None and type(None) in args:
             return None
-        # a list hint is tried only on lists, so that "expected an integer" is what an int
-        # field with a wrong scalar reports
+        # a list hint is tried only on lists (or tuples, e.g. input_shape=(1, 28, 28) or a
+        # torch.Size), so that "expected an integer" is what an int field with a wrong scalar
+        # reports
         for arg in args:
-            if arg is type(None) or (typing.get_origin(arg) is list) != isinstance(value, list):
+            sequence = isinstance(value, (list, tuple))
+            if arg is type(None) or (typing.get_origin(arg) is list) != sequence:
                 continue
             return check_value(name, value, arg)
         raise ConfigError(f"{name}: expected {_describe_hint(hint)}, got {value!r}")

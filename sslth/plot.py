@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,6 +45,7 @@ FONT_SIZE = 10
 # Okabe–Ito: distinguishable by colour-blind readers and in greyscale print
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 KEPT_CMAP = "Greys"  # 0 = white = pruned, 1 = black = kept
+NO_NEURON = "#F0E442"  # Okabe–Ito yellow: a cell past the end of a shorter block (no neuron)
 
 
 def _figure(**kwargs: Any) -> Figure:
@@ -110,10 +112,13 @@ def _mask_image(ax: Axes, values: np.ndarray, *, x_unit: int = 1, max_cells: int
     """Draw ``values`` (fractions kept, rows × columns; 0/1 for a raw mask) in at most
     ``max_cells`` × ``max_cells`` cells, on the original row and column indices (``x_unit``
     stretches columns that stand for blocks of that many neurons). Returns the image."""
+    from matplotlib import colormaps
+
     binned, row_edges, col_edges = bin_mean(values, max_cells, max_cells)
     image = ax.imshow(
         binned,
-        cmap=KEPT_CMAP,
+        # NaN marks a cell with no neuron (past the end of a shorter block), never "pruned"
+        cmap=colormaps[KEPT_CMAP].with_extremes(bad=NO_NEURON),
         vmin=0.0,
         vmax=1.0,
         aspect="auto",
@@ -146,14 +151,19 @@ def masks(
 ) -> Figure:
     """The ticket's masks, one row of panels per random pair (V, then U).
 
-    V, the pair's second layer, is (d_out × hidden) (kernel positions of a conv kind are
-    averaged into one cell). With at most ``max_cells`` hidden neurons every entry is drawn.
+    V, the pair's second layer, is (d_out × hidden). For a conv pair V is
+    (c_out × hidden channels × kh × kw) and one cell is an (output channel, hidden channel)
+    pair: its grey level is the fraction of its kh·kw kernel taps kept (black: every tap kept,
+    white: none), and the titles say so. With at most ``max_cells`` hidden neurons every
+    (output, hidden) cell is drawn.
     With more, thousands of one-pixel columns would alias into moiré, so V is drawn as the
     fraction of each input block's 2n neurons that each output keeps, beside a zoom that shows
     every neuron of the first blocks. The U panel shows which hidden neurons keep their single
     U weight, one row per input block (the bias block last). Any axis longer than
     ``max_cells`` is averaged over consecutive groups. One colour key: black is kept, white
-    pruned, grey the fraction kept in an averaged cell.
+    pruned, grey the fraction kept in an averaged cell (or of a conv cell's kernel taps); in
+    the U panel, yellow marks cells past the end of a block shorter than the widest (grown
+    blocks are wider), where there is no neuron at all.
 
     Titles name the counts they use: a pair's *density* is the paper's count (kept U and V
     weights over all random weights of the pair, including the dense U that preprocessing
@@ -187,6 +197,7 @@ def masks(
             ha="left",
         )
         shape = " × ".join(str(s) for s in (spec.d_out, spec.hidden, *spec.kind.kernel_shape))
+        words = _Words.of(spec)
         v_kept = (
             f"V ({shape}): {100 * kept_v / (v.size * spec.taps):.1f}% of its "
             f"{v.size * spec.taps:,} entries kept"
@@ -197,11 +208,13 @@ def masks(
             ax = row.add_subplot(grid[0, 0])
             image = _mask_image(ax, v, max_cells=max_cells)
             _block_lines(ax, spec.block_offsets)
-            ax.set_xlabel("hidden neuron (blue lines: input blocks of 2n neurons)")
+            ax.set_xlabel(f"hidden {words.unit} (blue lines: input blocks of 2n {words.units})")
             ax.set_title(
-                v_kept + _rows_shown(spec.d_out, max_cells), fontsize=FONT_SIZE, loc="left"
+                f"{v_kept}{';' if words.taps else ','}\n{words.cells(spec.d_out, max_cells)}",
+                fontsize=FONT_SIZE,
+                loc="left",
             )
-            ax.set_ylabel("output")
+            ax.set_ylabel(words.output)
             panels.append(ax)
         else:
             grid = row.add_gridspec(1, 3, width_ratios=[1.3, 1.3, 1])
@@ -213,17 +226,17 @@ def masks(
             image = _mask_image(ax, per_block, x_unit=block, max_cells=max_cells)
             if spec.blocks <= max_cells:
                 grown = "" if spec.uniform_blocks else ", some grown"
-                ax.set_xlabel(f"hidden neuron (a cell: one input's block of {block}{grown})")
+                ax.set_xlabel(f"hidden {words.unit} (a cell: one input's block of {block}{grown})")
             else:
                 per_cell = spec.blocks / max_cells
-                ax.set_xlabel(f"hidden neuron (a cell: about {per_cell:.2g} input blocks)")
+                ax.set_xlabel(f"hidden {words.unit} (a cell: about {per_cell:.2g} input blocks)")
             ax.set_title(
-                f"{v_kept};\neach cell: fraction of a block kept by an output"
-                f"\n({_block_range(per_block, spec)})",
+                f"{v_kept};\neach cell: fraction of a block{words.of_taps} kept by an "
+                f"{words.output}\n({_block_range(per_block, spec)})",
                 fontsize=FONT_SIZE,
                 loc="left",
             )
-            ax.set_ylabel("output")
+            ax.set_ylabel(words.output)
             panels.append(ax)
 
             ax = row.add_subplot(grid[0, 1])
@@ -234,11 +247,11 @@ def masks(
             last = shown - 1
             blocks = "input block 0" if last == 0 else f"input blocks 0–{last}"
             ax.set_title(
-                f"zoom: V on {blocks}\n{_rows_shown(spec.d_out, max_cells).lstrip(', ')}",
+                f"zoom: V on {blocks}\n{words.cells(spec.d_out, max_cells)}",
                 fontsize=FONT_SIZE,
                 loc="left",
             )
-            ax.set_xlabel("hidden neuron")
+            ax.set_xlabel(f"hidden {words.unit}")
             panels.append(ax)
 
         ax = row.add_subplot(grid[0, -1])
@@ -249,10 +262,11 @@ def masks(
             start, stop = spec.block_offsets[block], spec.block_offsets[block + 1]
             u[block, : stop - start] = kept[start:stop]
         _mask_image(ax, u, max_cells=max_cells)
-        ax.set_xlabel("neuron within its block")
+        ragged = f"\n(yellow: no {words.unit}, the block is shorter)" if np.isnan(u).any() else ""
+        ax.set_xlabel(f"{words.unit} within its block{ragged}")
         ax.set_ylabel("input block" + (" (last: bias)" if spec.has_bias else ""))
         ax.set_title(
-            f"U: {kept_u:,} of {spec.hidden:,} neurons keep\ntheir one weight "
+            f"U: {kept_u:,} of {spec.hidden:,} {words.units} keep\ntheir one weight "
             f"({100 * kept_u / spec.hidden:.1f}%)",
             fontsize=FONT_SIZE,
             loc="left",
@@ -263,7 +277,7 @@ def masks(
             _style(ax)
         colorbar = row.colorbar(image, ax=panels, fraction=0.03, pad=0.015, aspect=25)
         colorbar.set_ticks([0.0, 0.5, 1.0], labels=["0 pruned", "0.5", "1 kept"])
-        colorbar.set_label("black: kept, white: pruned\ngrey: fraction kept (averaged cell)")
+        colorbar.set_label(words.key)
         colorbar.ax.tick_params(labelsize=FONT_SIZE)
         colorbar.ax.yaxis.label.set_size(FONT_SIZE)
     figure.suptitle(
@@ -289,10 +303,55 @@ def _block_range(per_block: np.ndarray, spec: PairSpec) -> str:
     return text
 
 
-def _rows_shown(rows: int, max_cells: int) -> str:
-    if rows <= max_cells:
-        return ", every entry"
-    return f", outputs averaged in groups of about {rows / max_cells:.2g}"
+@dataclass(frozen=True)
+class _Words:
+    """How a pair's mask panels name what a cell counts: a dense V cell is one weight, a conv
+    V cell an (output channel, hidden channel) pair whose kh × kw kernel taps it averages."""
+
+    unit: str  # "neuron" or "channel"
+    output: str  # "output" or "output channel"
+    taps: str  # "" (dense) or e.g. "3×3 = 9 kernel taps"
+
+    @classmethod
+    def of(cls, spec: PairSpec) -> _Words:
+        kernel = tuple(spec.kind.kernel_shape)
+        if not kernel:
+            return cls("neuron", "output", "")
+        size = math.prod(kernel)
+        return cls(
+            "channel", "output channel", f"{'×'.join(map(str, kernel))} = {size} kernel taps"
+        )
+
+    @property
+    def units(self) -> str:
+        return self.unit + "s"
+
+    @property
+    def of_taps(self) -> str:
+        """What a per-block cell averages over, beyond the block's units."""
+        return f"'s {self.units} × kernel taps" if self.taps else ""
+
+    def cells(self, rows: int, max_cells: int) -> str:
+        """What one cell of a V panel is, and whether rows are averaged (no leading
+        punctuation)."""
+        parts = []
+        if self.taps:
+            parts.append(f"each cell: fraction of the {self.taps} of an (output, hidden) pair kept")
+        elif rows <= max_cells:
+            parts.append("every entry")
+        if rows > max_cells:
+            parts.append(f"{self.output}s averaged in groups of about {rows / max_cells:.2g}")
+        return ", ".join(parts)
+
+    @property
+    def key(self) -> str:
+        """The colour bar's label."""
+        if self.taps:
+            return (
+                "black: kept, white: pruned\ngrey: fraction of kernel taps kept\n"
+                "(or of an averaged cell)"
+            )
+        return "black: kept, white: pruned\ngrey: fraction kept (averaged cell)"
 
 
 def _block_lines(ax: Axes, offsets) -> None:

@@ -9,7 +9,7 @@ import torch
 
 import sslth
 from sslth.certify import Certificate, PairOperator
-from sslth.construct import PairSpec
+from sslth.construct import PairSpec, input_of_neuron
 from sslth.target import Target
 
 
@@ -134,14 +134,16 @@ def picks_per_instance(
 ) -> torch.Tensor:
     """Number of kept V entries per instance (matrix-view row, input, sign), read off the
     masks: the ticket's k. The bias block counts only at the kind's bias tap."""
-    matrix = spec.kind.to_rows(second_mask).to(torch.int64)
+    matrix = spec.kind.to_rows(second_mask)
     sign = diagonal.to(second_mask.device)
-    offsets = list(spec.block_offsets)
+    blocks = input_of_neuron(spec).to(second_mask.device)
 
     def per_block(selected: torch.Tensor) -> torch.Tensor:
-        # counts over each block's columns: differences of a running sum at the block edges
-        running = torch.nn.functional.pad((matrix * selected).cumsum(dim=1), (1, 0))
-        return running[:, offsets[1:]] - running[:, offsets[:-1]]
+        # kept entries of each (row, block) among the neurons of one sign
+        counts = torch.zeros(spec.rows, spec.blocks, dtype=torch.int32, device=matrix.device)
+        columns = selected.nonzero().squeeze(1)
+        counts.index_add_(1, blocks[columns], matrix[:, columns].to(torch.int32))
+        return counts
 
     positive, negative = per_block(sign > 0), per_block(sign < 0)
     parts = [positive[:, : spec.d_in].reshape(-1), negative[:, : spec.d_in].reshape(-1)]

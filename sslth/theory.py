@@ -1,4 +1,5 @@
-"""Closed forms of the paper and of DESIGN §4, used to seed searches and to draw predictions.
+"""Closed forms of the paper and of docs/design.md §5 (fixed-size subset sum), used to seed
+searches and to draw predictions.
 
 Binary entropy, the Poisson heuristic for fixed-size random subset sum (the expected number of
 k-subsets within δ of z is λ = C(n, k) · 2δ · f_k(z), with f_k the density of a sum of k

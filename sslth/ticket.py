@@ -19,13 +19,14 @@ from sslth.certify import certify_operators, empirical_error, masked_pair_operat
 from sslth.construct import (
     SEED_LIMIT,
     PairSpec,
+    block_second,
     first_layer_diagonal,
     input_of_neuron,
     layer_seed,
     pair_modules,
     second_layer_weight,
 )
-from sslth.errors import NotATicketError, SslthError
+from sslth.errors import NetworkTooLarge, NotATicketError, SslthError
 from sslth.kinds import kind_from_dict
 from sslth.masks import PairMasks, apply_pair_masks, plain_copy
 from sslth.network import network_operators, read_ticket_network
@@ -86,6 +87,16 @@ class Ticket:
         return self._network
 
     def _build_network(self) -> nn.Sequential:
+        needed = network_bytes(self.specs, self.dtype)
+        available = available_memory(self.device)
+        if available is not None and needed > 0.8 * available:
+            raise NetworkTooLarge(
+                f"the dense masked network has {sum(s.dense_params for s in self.specs):,} "
+                f"random weights: about {needed / 2**30:.1f} GiB with torch's masks and cached "
+                f"weights, and {available / 2**30:.1f} GiB are available on {self.device}. "
+                "ticket.export(compact=True) builds the same function from the kept units only "
+                "(never the dense network)"
+            )
         pairs = []
         for spec, masks in zip(self.specs, self.masks, strict=True):
             first, second = pair_modules(spec)
@@ -93,16 +104,57 @@ class Ticket:
             pairs.append((first, second))
         return self.target.network(pairs).to(device=self.device, dtype=self.dtype)
 
-    def export(self) -> nn.Sequential:
+    def export(self, compact: bool = False) -> nn.Sequential:
         """A plain ``nn.Sequential`` with the masks made permanent (pruned weights are zero).
 
         Follows ``torch.nn.utils.prune.remove`` on a copy: each pruned tensor becomes
         ``weight_orig * weight_mask`` as the forward pass computes it now, in the module's own
         dtype and device, so ``ticket.network`` keeps its masks. The network is checked to be a
         ticket's structure first (:func:`sslth.network.read_ticket_network`).
+
+        Args:
+            compact: drop the hidden units no output uses (their U entry is pruned, so they
+                output exactly 0): the same function, with only the kept units. Built from the
+                masks and the seed when ``ticket.network`` has not been built (so it never
+                materializes the dense random network), else from the network as it is.
+
+        Returns:
+            The plain network, in the ticket's dtype and on its device.
         """
+        if compact and self._network is None:
+            return self._compact_from_masks()
         read_ticket_network(self.target, self.network)
-        return nn.Sequential(*[plain_copy(module) for module in self.network])
+        plain = nn.Sequential(*[plain_copy(module) for module in self.network])
+        return _drop_dead_units(plain, self.target) if compact else plain
+
+    def _compact_from_masks(self) -> nn.Sequential:
+        pairs = []
+        for spec, masks in zip(self.specs, self.masks, strict=True):
+            kept = masks.kept_neurons.nonzero().squeeze(1)
+            blocks = input_of_neuron(spec)[kept]
+            diagonal = first_layer_diagonal(spec)[kept]
+            first, second = spec.kind.pair_modules(
+                spec.d_in, spec.d_out, kept.numel(), spec.has_bias
+            )
+            weight = torch.zeros(kept.numel(), spec.d_in)
+            reads = blocks < spec.d_in
+            weight[reads.nonzero().squeeze(1), blocks[reads]] = diagonal[reads]
+            matrix = spec.kind.to_rows(masks.second)
+            columns = []
+            for block in range(spec.blocks):
+                start, stop = spec.block_offsets[block], spec.block_offsets[block + 1]
+                chosen = masks.kept_neurons[start:stop].nonzero().squeeze(1)
+                if chosen.numel():
+                    values = block_second(spec, block)[:, chosen]
+                    columns.append(values * matrix[:, start + chosen])
+            rows = torch.cat(columns, dim=1) if columns else torch.zeros(spec.rows, 0)
+            with torch.no_grad():
+                first.weight.copy_(weight.view(first.weight.shape))
+                if spec.has_bias:
+                    first.bias.copy_(torch.where(reads, 0.0, diagonal))
+                second.weight.copy_(spec.kind.from_rows(rows, spec.d_out))
+            pairs.append((first, second))
+        return self.target.network(pairs).to(device=self.device, dtype=self.dtype)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -323,6 +375,72 @@ class Ticket:
         ticket = _ticket_from_payload(payload, path, device)
         ticket.evaluate(samples=samples)
         return ticket
+
+
+def network_bytes(specs: list[PairSpec], dtype: torch.dtype) -> int:
+    """Bytes of a ticket's dense masked network: torch's pruning keeps, per weight tensor, the
+    original, the mask (in the weight's dtype) and the masked weight."""
+    item = torch.empty(0, dtype=dtype).element_size()
+    weights = sum(spec.dense_params for spec in specs)
+    return 3 * item * weights
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for new tensors on ``device`` (None when unknown)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _drop_dead_units(network: nn.Sequential, target: Target) -> nn.Sequential:
+    """The pairs of a plain ticket network without their hidden units that output 0 (no input
+    weight and no positive bias, or no output weight)."""
+    modules = list(network)
+    weighted = [i for i, m in enumerate(modules) if isinstance(m, (nn.Linear, nn.Conv2d))]
+    for first_index, second_index in zip(weighted[::2], weighted[1::2], strict=True):
+        first, second = modules[first_index], modules[second_index]
+        u = first.weight.detach().reshape(first.weight.shape[0], -1)
+        bias = first.bias.detach() if first.bias is not None else torch.zeros(u.shape[0])
+        v = second.weight.detach()
+        alive = ((u != 0).any(dim=1) | (bias > 0)) & (v.transpose(0, 1) != 0).reshape(
+            v.shape[1], -1
+        ).any(dim=1)
+        keep = alive.nonzero().squeeze(1)
+        modules[first_index] = _keep_units(first, keep, output=True)
+        modules[second_index] = _keep_units(second, keep, output=False)
+    return nn.Sequential(*modules)
+
+
+def _keep_units(module: nn.Module, keep: torch.Tensor, *, output: bool) -> nn.Module:
+    """A copy of ``module`` with only the output (or input) units ``keep``."""
+    weight = module.weight.detach()
+    weight = weight[keep] if output else weight[:, keep]
+    if isinstance(module, nn.Conv2d):
+        copy = nn.Conv2d(
+            weight.shape[1],
+            weight.shape[0],
+            module.kernel_size,
+            stride=module.stride,
+            padding=module.padding,
+            dilation=module.dilation,
+            bias=module.bias is not None,
+        )
+    else:
+        copy = nn.Linear(weight.shape[1], weight.shape[0], bias=module.bias is not None)
+    copy = copy.to(device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        copy.weight.copy_(weight)
+        if module.bias is not None:
+            copy.bias.copy_(module.bias.detach()[keep] if output else module.bias.detach())
+    return copy
 
 
 def _field(metadata: dict, name: str, path: Path):

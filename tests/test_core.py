@@ -279,3 +279,36 @@ def test_nan_weight_names_the_layer_and_leaves_model_untouched():
     for key in before:
         # bit for bit, NaN in the same places
         torch.testing.assert_close(after[key], before[key], rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_compact_export_is_the_same_function_with_fewer_units(bias):
+    target = random_target(random.Random(11), depth=3, bias=bias)
+    ticket = sslth.prune(target, 0.1, 0.2, seed=1, progress=False, empirical_samples=200)
+    compact = ticket.export(compact=True)  # from the masks: the dense network is never built
+    assert ticket._network is None
+    full = ticket.export()
+    x = torch.randn(256, target[0].in_features, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(compact(x), full(x), rtol=1e-12, atol=1e-12)
+    hidden = [m.out_features for m in compact if isinstance(m, nn.Linear)][::2]
+    kept = [int(masks.kept_neurons.sum()) for masks in ticket.masks]
+    assert hidden == kept and all(h < s.hidden for h, s in zip(hidden, ticket.specs, strict=True))
+    # compacting the built network gives the same modules
+    again = ticket.export(compact=True)
+    with torch.no_grad():
+        assert torch.allclose(again(x), compact(x), rtol=1e-12, atol=1e-12)
+    # and the compact network is certified like the full one
+    bound = sslth.certify(target, compact).bound
+    assert bound == pytest.approx(ticket.report.certified_error, rel=1e-9)
+
+
+def test_a_network_too_large_for_memory_is_refused(monkeypatch):
+    import sslth.ticket as ticket_module
+
+    target = random_target(random.Random(12), depth=2)
+    ticket = sslth.prune(target, 0.1, 0.5, progress=False, empirical_samples=200)
+    monkeypatch.setattr(ticket_module, "available_memory", lambda device: 1000)
+    with pytest.raises(sslth.NetworkTooLarge, match="export\\(compact=True\\)"):
+        ticket.network  # noqa: B018
+    assert ticket.export(compact=True) is not None  # needs no dense network

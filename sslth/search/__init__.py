@@ -41,9 +41,10 @@ def prune(target, epsilon: float, density: float, **options) -> Ticket:
         best = search.run()
         if options.refine and search.fixed_n is None and best.score[0] == 0:
             if best.bound <= options.epsilon:
+                begin = time.perf_counter()
                 best = refine(search)
+                search.clock("refine", begin)
         search.progress.close()
-        search.timings["solve"] = search.solve_seconds
         return _ticket(search, best, start)
 
 

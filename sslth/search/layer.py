@@ -51,7 +51,7 @@ class SignPicks:
     """The picks of one sign's instances, indexed by (matrix-view row, block)."""
 
     exists: torch.Tensor  # (rows, blocks) bool: the instance exists
-    positions: torch.Tensor  # (rows, blocks, k) long: picked positions in the block, −1 if none
+    positions: torch.Tensor  # (rows, blocks, k) int32: picked positions in the block, −1 if none
     second: torch.Tensor  # (rows, blocks, k) float32: the picked V entries
     sums: torch.Tensor  # (rows, blocks) float64: Σ |a_h| V[r, h] over the picks
     magnitudes: torch.Tensor  # (rows, blocks) float64: Σ |a_h V[r, h]| over the picks
@@ -62,7 +62,7 @@ class SignPicks:
         zeros = torch.zeros(rows, blocks, dtype=torch.float64)
         return cls(
             torch.zeros(rows, blocks, dtype=torch.bool),
-            torch.full((rows, blocks, k), -1, dtype=torch.long),
+            torch.full((rows, blocks, k), -1, dtype=torch.int32),
             torch.zeros(rows, blocks, k, dtype=torch.float32),
             zeros,
             zeros.clone(),
@@ -297,7 +297,7 @@ class LayerSolution:
             sums, magnitudes, error = sums[better], magnitudes[better], error[better]
         neurons = torch.tensor(self.spec.block_offsets[:-1])[block][:, None] + positions
         scale = torch.cat(self.diagonals).to(torch.float64).abs()[neurons]
-        picks.positions[row, block] = positions
+        picks.positions[row, block] = positions.to(torch.int32)
         picks.second[row, block] = (values / scale).to(torch.float32)  # the product was exact
         picks.sums[row, block] = sums
         picks.magnitudes[row, block] = magnitudes
@@ -317,30 +317,54 @@ class LayerSolution:
         offsets = torch.tensor(self.spec.block_offsets[: picks.exists.shape[1]])
         return torch.where(picks.positions >= 0, picks.positions + offsets[None, :, None], -1)
 
+    def _picked(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per sign, the picks as flat (row, hidden neuron, V entry) tensors."""
+        if "picked" not in self._cache:
+            picked = []
+            offsets = torch.tensor(self.spec.block_offsets)
+            for picks in self.signs.values():
+                # every instance has exactly k picks: index the instances, not the picks
+                row, block = picks.exists.nonzero().unbind(dim=1)
+                neurons = picks.positions[row, block].to(torch.int64) + offsets[block][:, None]
+                neurons = neurons.reshape(-1)
+                rows = row.to(torch.int32).repeat_interleave(self.k)
+                picked.append((rows, neurons, picks.second[row, block].reshape(-1)))
+            self._cache["picked"] = picked
+        return self._cache["picked"]
+
+    def used_neurons(self) -> torch.Tensor:
+        """(hidden,) bool: the neurons some instance picked (U keeps exactly their entry)."""
+        if "used" not in self._cache:
+            used = torch.zeros(self.spec.hidden, dtype=torch.bool)
+            for _, neurons, _ in self._picked():
+                used[neurons] = True
+            self._cache["used"] = used
+        return self._cache["used"]
+
     def masks(self) -> PairMasks:
         """The ticket's masks of this pair: V's picked entries, U's used neurons."""
         if "masks" not in self._cache:
             spec = self.spec
-            counts = torch.zeros(spec.rows * spec.hidden, dtype=torch.int32)
-            for picks in self.signs.values():
-                neurons = self._neurons(picks)
-                rows = torch.arange(spec.rows)[:, None, None].expand_as(neurons)
-                chosen = neurons >= 0
-                flat = rows[chosen] * spec.hidden + neurons[chosen]
-                ones = torch.ones_like(flat, dtype=torch.int32)
+            # one byte per V entry (a 2048-wide layer's V has 3.4e8): counts of 0, 1, or 2
+            # when two instances overlap, which construction rules out and this checks
+            counts = torch.zeros(spec.rows * spec.hidden, dtype=torch.uint8)
+            for rows, neurons, _ in self._picked():
+                flat = rows.to(torch.int64) * spec.hidden + neurons
+                ones = torch.ones_like(flat, dtype=torch.uint8)
                 counts.index_put_((flat,), ones, accumulate=True)
             if counts.numel() and int(counts.max()) > 1:
                 raise RuntimeError("a weight of V was picked twice: the instances overlap")
-            matrix = counts.view(spec.rows, spec.hidden).bool()
+            matrix = counts.view(torch.bool).view(spec.rows, spec.hidden)
             self._cache["masks"] = PairMasks(
                 spec, matrix.any(dim=0), spec.kind.from_rows(matrix, spec.d_out)
             )
         return self._cache["masks"]
 
     def kept(self) -> int:
-        """Weights the masks keep: the U entries of used neurons and the picked V entries."""
-        masks = self.masks()
-        return int(masks.kept_neurons.sum()) + int(masks.second.sum())
+        """Weights the masks keep: the U entries of used neurons and the picked V entries (no
+        V entry is picked twice: instances of one row use disjoint blocks and signs)."""
+        picked = sum(rows.numel() for rows, _, _ in self._picked())
+        return int(self.used_neurons().sum()) + picked
 
     def operator(self) -> PairOperator:
         """A, B and the bias offset from the picked sums (the same function the masked pair
@@ -372,9 +396,8 @@ class LayerSolution:
         spec, kind = self.spec, self.spec.kind
         positive, negative = self.signs[+1], self.signs[-1]
         d_in = spec.d_in
-        masks = self.masks()
         diagonal = torch.cat(self.diagonals).to(torch.float64)
-        kept = masks.kept_neurons
+        kept = self.used_neurons()
         blocks = torch.repeat_interleave(
             torch.arange(spec.blocks), torch.tensor([2 * n for n in spec.block_neurons])
         )
@@ -382,18 +405,15 @@ class LayerSolution:
         squares.index_add_(0, blocks, torch.where(kept, diagonal * diagonal, 0.0))
         in_bias = blocks >= d_in
         row_abs = torch.zeros(spec.rows, dtype=torch.float64)
-        column_abs = torch.zeros(kind.taps, spec.hidden, dtype=torch.float64)
-        for picks in (positive, negative):
-            neurons = self._neurons(picks)
-            magnitude = picks.second.abs().to(torch.float64) * (neurons >= 0)
-            row_abs += magnitude.sum(dim=(1, 2))
-            taps = (torch.arange(spec.rows) % kind.taps)[:, None, None].expand_as(neurons)
-            chosen = neurons >= 0
-            column_abs.view(-1).index_add_(
-                0, taps[chosen] * spec.hidden + neurons[chosen], magnitude[chosen]
-            )
+        column_abs = torch.zeros(kind.taps * spec.hidden, dtype=torch.float64)
+        for rows, neurons, second in self._picked():
+            magnitude = second.abs().to(torch.float64)
+            row_abs.index_add_(0, rows, magnitude)
+            index = neurons if kind.taps == 1 else (rows % kind.taps) * spec.hidden + neurons
+            column_abs.index_add_(0, index, magnitude)
         row_max = row_abs.view(spec.d_out, kind.taps).max(dim=0).values
-        norm = float((row_max * column_abs.max(dim=1).values).sqrt().sum())
+        column_max = column_abs.view(kind.taps, spec.hidden).max(dim=1).values
+        norm = float((row_max * column_max).sqrt().sum())
         terms = positive.exists.sum(dim=1) + negative.exists.sum(dim=1)
         fan_in = (terms * self.k).view(spec.d_out, kind.taps).sum(dim=1)
 

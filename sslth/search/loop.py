@@ -105,7 +105,6 @@ class Search:
         )
         self.best: Candidate | None = None
         self.timings: dict[str, float] = {}
-        self.solve_seconds = 0.0
         self.progress = Progress(options.progress, "sslth: solving")
 
     # ---------------------------------------------------------------- plan
@@ -147,7 +146,7 @@ class Search:
                 )
             plans.append(LayerPlan(sizes[0], sizes[1], tolerances[i], self.budgets[i]))
         self.states = [LayerState(p.n, p.k, p.tolerance) for p in plans]
-        self.timings["plan"] = time.perf_counter() - start
+        self.clock("plan", start)
         return plans
 
     # ---------------------------------------------------------------- rounds
@@ -178,10 +177,14 @@ class Search:
             self.reduce_error(self.certificate)
         return self.best
 
+    def clock(self, step: str, start: float) -> None:
+        """Add the seconds since ``start`` to ``step`` of the report's timings."""
+        self.timings[step] = self.timings.get(step, 0.0) + time.perf_counter() - start
+
     def _timed(self, action, *args) -> None:
         start = time.perf_counter()
         action(*args)
-        self.solve_seconds += time.perf_counter() - start
+        self.clock("re-solve", start)
 
     def solve_missing(self) -> None:
         """Draw and solve every layer that has no solution (new sizes, or the first round).
@@ -212,7 +215,7 @@ class Search:
                 except BlockTooSmall as error:
                     self.fill_blocks(i, error)
             state.repaired = False
-        self.solve_seconds += time.perf_counter() - start
+        self.clock("solve", start)
 
     def fill_blocks(self, i: int, error: BlockTooSmall) -> None:
         """With n fixed by the caller, a block of layer i's random pair has fewer than k
@@ -245,7 +248,9 @@ class Search:
 
     def evaluate(self) -> Candidate:
         """Certify the current solutions, remember the best candidate, and return this one."""
+        start = time.perf_counter()
         self.certificate = self.certify()
+        self.clock("search certify", start)
         candidate = Candidate(
             self.density() <= self.options.density,
             self.certificate.bound,
@@ -295,7 +300,7 @@ class Search:
                 # search's budget): more neurons in those blocks, and only there
                 start = time.perf_counter()
                 grown = solution.grow_unsolved()
-                self.solve_seconds += time.perf_counter() - start
+                self.clock("re-solve", start)
                 if grown:
                     state.repaired = False
                     continue

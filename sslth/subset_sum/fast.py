@@ -26,6 +26,10 @@ from sslth.subset_sum.registry import MethodOutput, Problem, Solver, register
 
 MIN_N = 24  # keep at least this many candidates, so rows with few solutions still get a chance
 TARGET_LAMBDA = 40.0  # expected solutions among the kept candidates (Gaussian estimate)
+# with many picks the search's cost grows fast with the kept count while a miss costs only a
+# second round on a fresh subset: fewer expected solutions, on fewer candidates, pay (measured:
+# 2.3x on the k = 9 instances of a 784-500-10 prune, no family of bench_subset_sum slower)
+MANY_PICKS, MANY_PICKS_LAMBDA, MANY_PICKS_MIN_N = 6, 10.0, 16
 MAX_SPLITS = 3  # splits j + (k - j) searched by the heuristic, largest first
 ROUNDS = 2  # heuristic rounds in auto, each on a fresh random subset
 FAST_MAX_WORK = 200_000  # subsets per row the heuristic may enumerate
@@ -51,7 +55,8 @@ def _kept_count(
     log_dens = -0.5 * ((targets - kf * mean) / sd) ** 2 - sd.log() - 0.5 * math.log(2 * math.pi)
     # smallest n' with log C(n', k) >= threshold, by a binary search in a per-k table (a
     # (B, m) table of log-binomials costs more than the rest of a plentiful solve)
-    threshold = math.log(TARGET_LAMBDA) - (2 * tol).log() - log_dens
+    wanted = torch.where(k >= MANY_PICKS, MANY_PICKS_LAMBDA, TARGET_LAMBDA).to(torch.float64)
+    threshold = wanted.log() - (2 * tol).log() - log_dens
     need = torch.full_like(k, max_n)
     grid = torch.arange(1, max_n + 1, device=values.device, dtype=torch.float64)
     for kk in k.unique().tolist():
@@ -62,7 +67,8 @@ def _kept_count(
         pos = torch.searchsorted(log_comb, threshold[rows].contiguous())
         need[rows] = (pos + 1).clamp(max=max_n)
     need = ((need + 3) // 4) * 4  # fewer distinct groups
-    need = torch.maximum(need.clamp(min=MIN_N), 2 * k)
+    floor = torch.where(k >= MANY_PICKS, MANY_PICKS_MIN_N, MIN_N)
+    need = torch.maximum(torch.maximum(need, floor), 2 * k)
     return torch.minimum(need, n_valid)
 
 
@@ -90,10 +96,14 @@ def fast_rows(
         while n > k and exact_work(n, k, max_splits)[0] > FAST_MAX_WORK:
             n -= 1
         cols = perm[g, :n]
-        cand = values[g].gather(1, cols)
-        err, picks = mitm(cand, targets[g], tol[g], k, problem.memory_budget, max_splits)
+        # the heuristic proves nothing, so it searches in float32 (half the memory traffic of
+        # its sorts and lookups); solve() recomputes every error of the picks in float64
+        cand = values[g].gather(1, cols).to(torch.float32)
+        err, picks = mitm(
+            cand, targets[g].float(), tol[g].float(), k, problem.memory_budget, max_splits
+        )
         mask[g.unsqueeze(1), cols.gather(1, picks)] = True
-        errors[g] = err
+        errors[g] = err.to(errors.dtype)
     return mask, errors
 
 
