@@ -110,12 +110,16 @@ def _ticket(search: Search, best: Candidate, start: float) -> Ticket:
             f"density {report.density:.4g}"
         )
     if report.rounding_error >= options.epsilon * SAFETY and report.meets_density:
+        remedy = (
+            "Use dtype='float64' (its rounding is ~1e-9 of float32's), or raise ε."
+            if report.arithmetic != "float64"
+            else "Raise ε, or lower the radius."
+        )
         raise TicketNotFound(
             f"the {report.arithmetic} rounding term alone is {report.rounding_error:.3g}, beyond "
             f"what ε = {options.epsilon:g} leaves room for (the exact part is "
             f"{report.certified_error_exact:.3g}): a {report.arithmetic} module cannot be "
-            "certified to this ε. Use dtype='float64' (its rounding is ~1e-9 of float32's), or "
-            "raise ε.",
+            f"certified to this ε. {remedy}",
             best=ticket,
         )
     if report.certified_error > options.epsilon or report.density > options.density:

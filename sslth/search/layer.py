@@ -437,6 +437,7 @@ class LayerSolution:
             second_fan_in=int(fan_in.max()) if fan_in.numel() else 0,
             second_norm=norm,
             terms_per_entry=self.k + 1,
+            hidden=spec.hidden,
         )
 
 
