@@ -184,3 +184,23 @@ def test_device_ticket_loaded_on_cpu_certifies_the_same(pruned) -> None:
     scale = max(1.0, float(on_cpu.abs().max()))
     torch.testing.assert_close(on_device, on_cpu, rtol=0, atol=1e-9 * scale)
     assert math.isfinite(loaded.report.certified_error)
+
+
+def test_device_prune_picks_the_cpu_masks(pruned) -> None:
+    """The same seed gives the same masks on every device: the random weights come from CPU
+    generators and the solver's randomness from a hash of each instance's id."""
+    target, ticket, _, epsilon, density, options = pruned
+    on_cpu = sslth.prune(
+        target,
+        epsilon,
+        density,
+        device="cpu",
+        seed=0,
+        progress=False,
+        empirical_samples=1000,
+        **options,
+    )
+    assert ticket.report.n == on_cpu.report.n and ticket.report.k == on_cpu.report.k
+    for device_masks, cpu_masks in zip(ticket.masks, on_cpu.masks, strict=True):
+        assert torch.equal(device_masks.second.cpu(), cpu_masks.second)
+        assert torch.equal(device_masks.kept_neurons.cpu(), cpu_masks.kept_neurons)

@@ -204,7 +204,8 @@ class LayerSolution:
                 self.tolerance,
                 self.solver,
                 attempt=3,
-                why=f"out of reach in {len(neurons)} blocks, grown (n {low} → {high}): re-solving",
+                why=f"out of reach in {len(neurons)} block{'s' if len(neurons) > 1 else ''}, "
+                f"grown (n {low} → {high}): re-solving",
             )
         return neurons
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +11,18 @@ from sslth.subset_sum._common import DEFAULT_SEED
 from sslth.subset_sum.registry import MethodOutput, Problem, Solver, make_solver
 
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
+# on CUDA: half the device memory free when the solve starts, within these bounds
+_CUDA_BUDGET_RANGE = (256 * 1024**2, 16 * 1024**3)
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """The solver's budget for temporaries on ``device``: 2 GiB on the CPU; on CUDA half of
+    the free device memory (``torch.cuda.mem_get_info``), between 256 MiB and 16 GiB."""
+    if device.type != "cuda":
+        return DEFAULT_MEMORY_BUDGET
+    free, _ = torch.cuda.mem_get_info(device)
+    low, high = _CUDA_BUDGET_RANGE
+    return int(min(max(free // 2, low), high))
 
 
 @dataclass
@@ -85,7 +98,7 @@ def solve(
     method: str | Solver = "auto",
     seed: int = DEFAULT_SEED,
     row_ids: torch.Tensor | None = None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = None,
     generator: torch.Generator | None = None,
     **options,
 ) -> SolveResult:
@@ -103,6 +116,7 @@ def solve(
             for a row depend only on (seed, its id), so the same row gets the same pick on every
             device, in any batch or chunk.
         memory_budget: bytes the solver may use for temporaries; work is chunked to fit.
+            Default: :func:`default_memory_budget` of the device.
         generator: instead of ``seed``, a ``torch.Generator`` whose initial seed is used.
         **options: the named solver's options (for example ``max_work`` for ``"exact"``); an
             option it does not have raises :class:`~sslth.errors.ConfigError`.
@@ -131,8 +145,14 @@ def solve(
         valid = torch.as_tensor(valid, device=device)
         if valid.dtype != torch.bool or valid.shape != (batch, m):
             raise ValueError(f"valid must be a bool tensor of shape ({batch}, {m})")
-    if memory_budget <= 0:
-        raise ValueError(f"memory_budget must be positive, got {memory_budget}")
+    if memory_budget is None:
+        memory_budget = default_memory_budget(device)
+    if (
+        isinstance(memory_budget, bool)
+        or not isinstance(memory_budget, numbers.Integral)
+        or memory_budget <= 0
+    ):
+        raise ValueError(f"memory_budget must be a positive integer, got {memory_budget!r}")
 
     if batch > 0:
         if not torch.isfinite(values).all():
@@ -161,7 +181,7 @@ def solve(
         row_ids = torch.as_tensor(row_ids, device=device)
         if row_ids.shape != (batch,) or row_ids.dtype.is_floating_point:
             raise ValueError(f"row_ids must be ({batch},) integers")
-    problem = Problem(values, targets, k, tol, valid, int(seed), row_ids, memory_budget)
+    problem = Problem(values, targets, k, tol, valid, int(seed), row_ids, int(memory_budget))
     if batch == 0:
         empty = torch.zeros(0, dtype=torch.bool, device=device)
         return SolveResult(
