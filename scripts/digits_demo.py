@@ -3,7 +3,8 @@
     python scripts/digits_demo.py --out runs/digits [--hidden 32] [--density 0.3] [--seed 0]
 
 Writes ``report.json`` (accuracies, largest logit deviation, certified error, density, the full
-ticket report), ``logits.png`` and ``masks.png``. The logic is :mod:`sslth.experiments.digits`.
+ticket report), and unless ``--no-figures``, ``logits.png`` and ``masks.png``. The logic is
+:mod:`sslth.experiments.digits`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> digits.DigitsResult:
     parser.add_argument("--density", type=float, default=digits.DEFAULT_DENSITY)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cap", type=float, default=digits.EPSILON_CAP, help="largest ε")
-    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--no-figures", action="store_true", help="write report.json only")
     parser.add_argument("--device", default=None, help="where to prune (default: cuda if any)")
     args = parser.parse_args(argv)
     result = digits.run(

@@ -1,10 +1,16 @@
 #!/usr/bin/env python
 """Reproduce the paper's theorems empirically.
 
-    python scripts/reproduce.py {theorem2,theorem3} --config configs/<name>.toml --out DIR
+    python scripts/reproduce.py {theorem2,theorem3,theorem4} --config configs/<name>.toml --out DIR
+
+theorem2: fixed-size random subset sum (Theorem 2, and Theorem 5's lower bound); theorem3:
+density against overparameterization for dense ReLU targets (Theorem 3, the paper's Figure 1);
+theorem4: the same for convolutional targets (Theorem 4 with G = Z²). Each has a full config
+(configs/theoremN.toml) and a quick one (configs/theoremN-quick.toml, run by the tests).
 
 Writes CSV, PNG figures and summary.md into DIR; finished sweep points are cached under
-DIR/points, so an interrupted run resumes where it stopped.
+DIR/points, so an interrupted run resumes where it stopped (``--cached-only`` reports the cached
+points without measuring).
 """
 
 from __future__ import annotations

@@ -59,6 +59,8 @@ class PairStats:
     second_norm: float  # upper bound on || |V| || over live neurons (≥ ||V||)
     terms_per_entry: int  # neurons summed into one entry of A or B, at most
     hidden: int = 0  # hidden neurons of the pair (per position), pruned ones included
+    # largest |weight| of U, c and V: with flush-to-zero, one operation can lose |w|·η
+    largest_weight: float = 1.0
 
 
 @dataclass
@@ -180,6 +182,7 @@ class _Reduction:
         self.bias_squares = 0.0
         self.fan_in = 0
         self.hidden = 0
+        self.largest = 0.0
         # the offset is constant at every output position only through the constant taps
         self.moving_taps = ~kind.constant_taps().to(device)
 
@@ -216,6 +219,10 @@ class _Reduction:
                     "not a ticket structure"
                 )
         self.hidden += a.shape[0]
+        if a.numel():
+            self.largest = max(
+                self.largest, float(a.abs().max()), float(c.abs().max()), float(part.abs().max())
+            )
         self.squares.index_add_(0, column, a * a)
         self.counts += torch.bincount(column[live], minlength=self.d_in)
         self.bias_squares += float((c * c).sum())
@@ -238,6 +245,7 @@ class _Reduction:
             second_norm=second_norm,
             terms_per_entry=int(self.counts.max()) + 1 if self.counts.numel() else 1,
             hidden=self.hidden,
+            largest_weight=self.largest,
         )
         offset = self.offset.view(d_out, kind.taps).sum(dim=1) if kind.taps > 1 else self.offset
         return PairOperator(
@@ -467,10 +475,12 @@ def rounding_bound(
         )
         bias_magnitude = float(torch.linalg.vector_norm(stats.abs_offset)) * spread
         hidden_count = max(stats.hidden, layer.d_in) * in_positions
+        # flush-to-zero also zeroes subnormal operands, so an operation can lose |w|·η, not η
+        scale = max(1.0, stats.largest_weight)
         hidden_error = (
             arithmetic.gamma(stats.first_fan_in)
             * (math.sqrt(2.0) * abs_norm * (z + delta) + bias_magnitude)
-            + stats.second_norm * arithmetic.underflow(stats.first_fan_in, hidden_count)
+            + stats.second_norm * scale * arithmetic.underflow(stats.first_fan_in, hidden_count)
         ) * (1 + 1e-12)
         output_magnitude = abs_norm * (z + delta) + bias_magnitude + hidden_error
         largest = max(hidden_magnitude, output_magnitude)
@@ -483,7 +493,7 @@ def rounding_bound(
             signed * delta
             + hidden_error
             + arithmetic.gamma(stats.second_fan_in) * output_magnitude
-            + arithmetic.underflow(stats.second_fan_in, layer.d_out * kind.positions)
+            + scale * arithmetic.underflow(stats.second_fan_in, layer.d_out * kind.positions)
         ) * (1 + 1e-12)
         if layers is not None:
             layers[index].rounding_bound = delta

@@ -196,7 +196,7 @@ def add_arguments(
         flag = "--" + field.name.replace("_", "-")
         hint = hints[field.name]
         text = field.metadata.get("help", "")
-        if field.default is not _MISSING:
+        if field.default is not _MISSING and "(default" not in text:
             text += f" (default: {field.default})"
         if hint is bool:
             group.add_argument(

@@ -14,7 +14,7 @@ Example::
     ticket = sslth.prune(target, epsilon=0.05, density=0.3)
     sslth.plot.masks(ticket, "masks.png")
     sslth.plot.error_histogram(ticket, "weight_errors.png")
-    sslth.plot.logits(target(x), ticket.network(x), ticket.epsilon,
+    sslth.plot.logits(target(x), ticket.network(x.to(ticket.dtype)), ticket.epsilon,
                       ticket.report.certified_error, "logits.png")
 """
 
@@ -231,8 +231,7 @@ def masks(
                 per_cell = spec.blocks / max_cells
                 ax.set_xlabel(f"hidden {words.unit} (a cell: about {per_cell:.2g} input blocks)")
             ax.set_title(
-                f"{v_kept};\neach cell: fraction of a block{words.of_taps} kept by an "
-                f"{words.output}\n({_block_range(per_block, spec)})",
+                f"{v_kept};\n{words.per_block}\n({_block_range(per_block, spec)})",
                 fontsize=FONT_SIZE,
                 loc="left",
             )
@@ -247,7 +246,7 @@ def masks(
             last = shown - 1
             blocks = "input block 0" if last == 0 else f"input blocks 0–{last}"
             ax.set_title(
-                f"zoom: V on {blocks}\n{words.cells(spec.d_out, max_cells)}",
+                f"zoom: V on {blocks}\n{words.cells(spec.d_out, max_cells, wide=False)}",
                 fontsize=FONT_SIZE,
                 loc="left",
             )
@@ -327,21 +326,33 @@ class _Words:
         return self.unit + "s"
 
     @property
-    def of_taps(self) -> str:
-        """What a per-block cell averages over, beyond the block's units."""
-        return f"'s {self.units} × kernel taps" if self.taps else ""
+    def per_block(self) -> str:
+        """What a cell of the per-block V panel is (lines short enough for a third of the
+        figure's width)."""
+        if not self.taps:
+            return f"each cell: fraction of a block kept by an {self.output}"
+        kernel = self.taps.split()[0]
+        return (
+            f"each cell: fraction of a block's\nchannel × {kernel}-tap entries kept\n"
+            f"by an {self.output}"
+        )
 
-    def cells(self, rows: int, max_cells: int) -> str:
-        """What one cell of a V panel is, and whether rows are averaged (no leading
-        punctuation)."""
-        parts = []
+    def cells(self, rows: int, max_cells: int, *, wide: bool = True) -> str:
+        """What one cell of a V panel is, and whether rows are averaged, as lines (no leading
+        punctuation); ``wide`` for a panel across most of the figure."""
+        lines = []
         if self.taps:
-            parts.append(f"each cell: fraction of the {self.taps} of an (output, hidden) pair kept")
+            lines.append(
+                f"each cell: fraction of an (output, hidden) channel pair's {self.taps} kept"
+                if wide
+                else f"each cell: fraction of the {self.taps.removesuffix(' kernel taps')}\n"
+                "kernel taps kept"
+            )
         elif rows <= max_cells:
-            parts.append("every entry")
+            lines.append("every entry")
         if rows > max_cells:
-            parts.append(f"{self.output}s averaged in groups of about {rows / max_cells:.2g}")
-        return ", ".join(parts)
+            lines.append(f"{self.output}s averaged in groups of about {rows / max_cells:.2g}")
+        return "\n".join(lines)
 
     @property
     def key(self) -> str:

@@ -95,7 +95,8 @@ class Report:
             f"radius {self.radius:g}; within ε: {ok})",
             f"    = exact {self.certified_error_exact:.6g} + rounding {self.rounding_error:.3g}"
             f"   (the module in {self.arithmetic}, inputs with ||x||_2 <= {self.radius:g})",
-            f"  empirical error   {self.empirical_error:.6g}   (sphere samples + gradient ascent)",
+            f"  empirical error   {self.empirical_error:.6g}   "
+            "(sphere and ball samples + gradient ascent)",
             f"  density           {self.density:.6g}   (kept / random params, limit "
             f"{self.density_limit:g}: {dense_ok}; block-diagonal count {self.density_block:.6g})",
             f"  params            random {self.random_params:,}   ticket {self.ticket_params:,}   "

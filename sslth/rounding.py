@@ -80,7 +80,15 @@ def arithmetic_of(dtype: torch.dtype, device: torch.device | str, *, convolution
         )
     name = str(dtype).replace("torch.", "")
     u = _UNIT_ROUNDOFF[dtype]
+    if torch.device(device).type == "cpu" and dtype == torch.float32:
+        _check_cpu_float32(convolution)
     if torch.device(device).type == "cuda" and dtype == torch.float32:
+        if torch.get_float32_matmul_precision() == "medium":
+            raise NotATicketError(
+                "float32 on CUDA with matmul precision 'medium' may compute in bfloat16, which "
+                "is not certified: use torch.set_float32_matmul_precision('highest') or 'high' "
+                "(TF32, certified with its unit roundoff), or float64"
+            )
         tf32 = torch.backends.cuda.matmul.allow_tf32 or (
             torch.get_float32_matmul_precision() != "highest"
         )
@@ -89,6 +97,50 @@ def arithmetic_of(dtype: torch.dtype, device: torch.device | str, *, convolution
         if tf32:
             name, u = "float32 with TF32", TF32_UNIT_ROUNDOFF
     return Arithmetic(name, u, _SMALLEST_NORMAL[dtype], _LARGEST[dtype])
+
+
+def _check_cpu_float32(convolution: bool) -> None:
+    """Refuse CPU float32 settings whose arithmetic the rounding term does not cover.
+
+    * Reduced-precision float32 (``torch.set_float32_matmul_precision`` other than "highest",
+      or oneDNN's ``fp32_precision`` set to bf16/tf32) may round operands to bfloat16.
+    * With oneDNN convolutions off (or absent), a float32 conv with a batch of 16 or more runs
+      on NNPACK, whose fast (Winograd/FFT-type) algorithms are not dot products: an adversarial
+      review measured 5.3x the certified error on a crafted ticket network.
+    """
+    reduced = [
+        f"torch.backends.mkldnn.{part}fp32_precision = {value!r}"
+        for part, value in _mkldnn_precisions()
+        if value in ("bf16", "tf32")
+    ]
+    if torch.get_float32_matmul_precision() != "highest":
+        reduced.append(f"float32 matmul precision {torch.get_float32_matmul_precision()!r}")
+    if reduced:
+        raise NotATicketError(
+            f"float32 on the CPU with reduced precision allowed ({'; '.join(reduced)}) is not "
+            "certified: use torch.set_float32_matmul_precision('highest'), or float64"
+        )
+    mkldnn = torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+    nnpack = torch.backends.nnpack.is_available() and torch._C._get_nnpack_enabled()
+    if convolution and nnpack and not mkldnn:
+        raise NotATicketError(
+            "float32 convolutions on the CPU with oneDNN disabled run on NNPACK, whose fast "
+            "convolution algorithms the rounding term does not cover: enable "
+            "torch.backends.mkldnn (the default), disable NNPACK "
+            "(torch.backends.nnpack.set_flags(False)), or use float64"
+        )
+
+
+def _mkldnn_precisions() -> list[tuple[str, str]]:
+    found = []
+    for part in ("", "matmul.", "conv."):
+        owner = torch.backends.mkldnn
+        for name in part.rstrip(".").split(".") if part else []:
+            owner = getattr(owner, name, None)
+        value = getattr(owner, "fp32_precision", None) if owner is not None else None
+        if isinstance(value, str):
+            found.append((part, value))
+    return found
 
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

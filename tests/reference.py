@@ -2,8 +2,8 @@
 
 Written apart from the package: nothing here imports ``sslth``. It reads only torch modules
 (the ticket's masked ``nn.Sequential``) and the target's weights, converts everything to numpy
-float64 and recomputes, with plain loops over hidden neurons, what DESIGN §2–§3 and the README
-("What is certified") say a ticket is:
+float64 and recomputes, with plain loops over hidden neurons, what docs/design.md §2–§3 and the
+README ("What is certified") say a ticket is:
 
 * each masked pair (U with its optional bias, ReLU, V) computes exactly
   ``A σ(x) − B σ(−x) + c`` with
@@ -320,7 +320,7 @@ def picks_per_instance(
 
     Hidden neuron h belongs to its block (``offsets``: each block's first neuron, the hidden
     width last; by default equal blocks of 2n = hidden / (d_in + has_bias)), the last block
-    being the bias block (DESIGN §2). Instance (i, j, +) counts the kept V[i, h] of block
+    being the bias block (docs/design.md §2). Instance (i, j, +) counts the kept V[i, h] of block
     j's neurons with U[h, j] > 0 (the random, unmasked value), (i, j, −) those with
     U[h, j] < 0, and the bias instance (i, +) those of the bias block with a positive random
     bias. Returns ``positive``, ``negative`` (d_out, d_in) and ``bias`` (d_out,) when U has a
@@ -353,8 +353,8 @@ def picks_per_instance(
 def layout_violations(
     u: MaskedLinear, d_in: int, offsets: Sequence[int] | None = None
 ) -> list[str]:
-    """Kept U entries outside the block diagonal of DESIGN §2 (neuron h may read only the input
-    of its block, or only its bias in the bias block)."""
+    """Kept U entries outside the block diagonal of docs/design.md §2 (neuron h may read only
+    the input of its block, or only its bias in the bias block)."""
     hidden = u.weight.shape[0]
     block_of = _block_of(hidden, d_in + (u.bias is not None), offsets)
     problems = []

@@ -69,7 +69,7 @@ def random_case(rng: random.Random, max_c: int, max_hw: int):
 
 
 def design_torus(kernel, hw, p, d) -> tuple[int, int]:
-    """DESIGN §7's (larger) safe torus N >= H + 2p + d(k - 1)."""
+    """The naive (larger) safe torus N >= H + 2p + d(k - 1)."""
     kh, kw = kernel.shape[2:]
     return hw[0] + 2 * p[0] + d[0] * (kh - 1), hw[1] + 2 * p[1] + d[1] * (kw - 1)
 

@@ -100,3 +100,38 @@ def test_untransposed_sklearn_coefs_get_a_hint():
         sslth.as_target(untransposed)
     transposed = [(w.T, b) for w, b in untransposed]
     assert sslth.as_target(transposed).widths == [13, 5, 3]
+
+
+# ---------------------------------------------------------------- README.md
+README = ROOT / "README.md"
+
+
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    """The README's Python blocks run in order, as one script (the API and the CNN example)."""
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "__readme__"}
+    python = [code for language, code in blocks(README) if language == "python"]
+    assert len(python) >= 2
+    for code in python:
+        exec(compile(code, str(README), "exec"), namespace)  # noqa: S102
+    ticket = namespace["ticket"]  # the CNN's, the last one
+    assert ticket.report.certified_error <= 0.1 and ticket.report.density <= 0.2
+    assert (tmp_path / "ticket.pt").is_file()
+
+
+def test_readme_lists_every_prune_option_with_its_default():
+    import dataclasses
+
+    rows = dict(re.findall(r"^\| `(\w+)` \| [^|]+ \| ([^|]+) \|", README.read_text(), re.M))
+    for field in dataclasses.fields(sslth.PruneOptions):
+        assert field.name in rows, f"README's option table lacks {field.name}"
+        default = "required" if field.default is dataclasses.MISSING else repr(field.default)
+        assert rows[field.name].strip() == default, field.name
+
+
+def test_readme_figures_and_links_exist():
+    text = README.read_text()
+    targets = re.findall(r"\]\(((?:docs|configs|scripts)/[^)#\s]+)", text)
+    assert any(t.endswith(".png") for t in targets)
+    for target in targets:
+        assert (ROOT / target).exists(), target

@@ -110,6 +110,40 @@ def test_masks_aggregate_thousands_of_columns() -> None:
     assert abs(float(first.mean()) - float(pairs[0].second.double().mean())) < 0.01
 
 
+def test_conv_mask_cells_say_what_they_count() -> None:
+    # a conv V cell averages an (output, hidden) channel pair's kernel taps: the figure must
+    # say so (issue 14: "say which count it uses"), not call the cell "every entry"
+    pair = _synthetic_pair(2, 3, 4, kind=_ConvLike())
+    assert pair.spec.hidden <= plot.MAX_CELLS
+    figure = plot.masks(SimpleNamespace(masks=[pair]))
+    text = _texts(figure)
+    assert "3×3 = 9 kernel taps" in text and "every entry" not in text
+    assert "output channel" in text and "hidden channel" in text
+    keys = [ax.get_ylabel() for ax in _colorbars(figure)]
+    assert keys and all("fraction of kernel taps kept" in key for key in keys)
+    # the drawn cell is that fraction, not a single tap
+    v = pair.second.reshape(3, pair.spec.hidden, 9).double().mean(dim=2).numpy()
+    assert (_images(figure)[0] == v).all()
+    # with thousands of hidden channels (per-block view and zoom) the cells still say so
+    wide = plot.masks(SimpleNamespace(masks=[_synthetic_pair(12, 5, 20, kind=_ConvLike())]))
+    text = _texts(wide)
+    assert "3×3-tap entries" in text and "kernel taps kept" in text and "every entry" not in text
+    # a dense pair keeps its own words
+    dense = plot.masks(SimpleNamespace(masks=[_synthetic_pair(2, 3, 4)]))
+    assert "every entry" in _texts(dense) and "kernel taps" not in _texts(dense)
+
+
+def test_ragged_blocks_are_not_drawn_as_pruned() -> None:
+    pair = _synthetic_pair(2, 3, 4)
+    grown = PairMasks(
+        pair.spec.with_blocks({0: 6}),
+        torch.ones(pair.spec.hidden + 4, dtype=torch.bool),
+        torch.zeros(3, pair.spec.hidden + 4, dtype=torch.bool),
+    )
+    figure = plot.masks(SimpleNamespace(masks=[grown]))
+    assert "yellow: no neuron" in "\n".join(ax.get_xlabel() for ax in _axes(figure))
+
+
 def test_bin_mean() -> None:
     array = torch.arange(12.0).reshape(3, 4).numpy()
     binned, rows, cols = plot.bin_mean(array, 3, 2)

@@ -9,7 +9,7 @@ d_in ≠ d_out, widths 1–8, layer norms 0.3–2 and radii 0.5–5.
 Tolerance. The reference computes E_i, β_i, P_i and the recursion in float64 in its own order
 (plain loops against ``index_add_``; numpy's LAPACK SVD against torch's), so on its own it is
 within a few ulps (~1e-15 relative) of the exact values. The package reports *upper bounds*
-(the trust issue, DESIGN §6): each norm raised by its float64 rounding, 1e-9 relative plus
+(the trust issue, docs/design.md §3): each norm raised by its float64 rounding, 1e-9 relative plus
 ~1e-10 for the sums that built A and B; every monomial of err_l holds at most one norm per
 layer, so at depth ≤ 4 the report may exceed the exact recursion by ~5e-9 relative. A
 certificate figure therefore has to lie in [ref·(1 − RTOL_DOWN), ref·(1 + RTOL_UP)] (plus
@@ -162,7 +162,7 @@ def within(reported: float, reference: float) -> bool:
 
 def exact_part(report: sslth.Report) -> float:
     """The exact-arithmetic certified error: ``certified_error_exact`` once the rounding term
-    exists (DESIGN §6), ``certified_error`` before."""
+    exists (docs/design.md §3), ``certified_error`` before."""
     return getattr(report, "certified_error_exact", report.certified_error)
 
 

@@ -46,7 +46,9 @@ class PruneOptions:
         DEFAULT_MAX_RANDOM_PARAMS, help="largest random network the search may draw"
     )
     empirical_samples: int = option(
-        10_000, help="random points of the sphere for the report's empirical error"
+        10_000,
+        help="random points for the report's empirical error (half on the sphere, half in "
+        "the ball), then gradient ascent",
     )
     refine: bool = option(True, help="after a first success, shrink n of small layers")
     input_shape: list[int] | None = option(

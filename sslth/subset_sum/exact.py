@@ -76,7 +76,7 @@ def sorted_rows(sums: torch.Tensor) -> torch.Tensor:
     the same multiset whatever sorts them, so the search's answer does not depend on the device.
     """
     if sums.device.type == "cpu":
-        return torch.from_numpy(np.sort(sums.numpy(), axis=1))
+        return torch.from_numpy(np.sort(sums.detach().numpy(), axis=1))
     return torch.sort(sums, dim=1).values
 
 
