@@ -30,7 +30,7 @@ from sslth.errors import NetworkTooLarge, NotATicketError, SslthError
 from sslth.kinds import kind_from_dict
 from sslth.masks import PairMasks, apply_pair_masks, plain_copy
 from sslth.network import network_operators, read_ticket_network
-from sslth.ops import Op
+from sslth.ops import RELU, Op
 from sslth.report import Report, build_report, layer_report
 from sslth.rounding import DTYPES, arithmetic_of
 from sslth.target import Target, TargetLayer
@@ -584,10 +584,30 @@ def _target(layers: list[TargetLayer], metadata: dict, path: Path) -> Target:
         target = Target(tuple(layers), ops, input_shape)
         if len(ops) != len(layers) + 1 or target.describe() != structure:
             raise ValueError("the structure does not match the layers")
+        _check_relus(ops)
         target.run(torch.zeros(1, target.input_size, dtype=torch.float64), _check_shapes(target))
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise NotATicketError(f"{path}: the target's structure is malformed ({error})") from None
     return target
+
+
+def _check_relus(ops: tuple[tuple[Op, ...], ...]) -> None:
+    """The activation rules ``prune`` applies to a target (one ReLU between two layers, none
+    before the first or after the last), so that a file cannot carry a structure no prune made."""
+    for index, group in enumerate(ops):
+        relus = sum(op.name == RELU for op in group)
+        outer = index in (0, len(ops) - 1)
+        if (outer and relus) or (not outer and relus != 1):
+            where = (
+                "before the first layer"
+                if index == 0
+                else (
+                    "after the last layer"
+                    if index == len(ops) - 1
+                    else f"between layers {index} and {index + 1}"
+                )
+            )
+            raise ValueError(f"{relus} ReLU {where}, where a target has {0 if outer else 1}")
 
 
 def _check_shapes(target: Target):

@@ -126,13 +126,82 @@ def test_verify_refuses_a_foreign_file(tmp_path, capsys):
     assert "not an sslth ticket" in capsys.readouterr().err
 
 
-def test_shipped_configs_are_valid():
-    from sslth.config import load_config
+SHIPPED_PRUNE_CONFIGS = {"bias-random", "digits-cnn-state-dict", "small-random"}
+SHIPPED_EXPERIMENTS = {"theorem2", "theorem3", "theorem4"}
 
-    for path in sorted((ROOT / "configs").glob("*.toml")):
-        if path.stem.startswith("theorem"):
-            continue  # experiment files, validated by their own loader
-        load_config(path)
+
+def _sweep_size(config) -> int:
+    """Points of a sweep, up to the grid along n: the product of its list settings' lengths."""
+    size = getattr(config, "instances", 1)
+    for value in vars(config).values():
+        if isinstance(value, list):
+            size *= len(value)
+    return size
+
+
+def test_shipped_configs_are_valid():
+    """Every file in configs/ loads through the loader its command uses, into the expected
+    type, with the file's values (nothing dropped or defaulted) and a target that builds."""
+    import tomllib
+    from dataclasses import fields
+
+    from sslth.config import Config, TargetConfig, load_config, load_target
+    from sslth.experiments import load_config as load_experiment
+    from sslth.experiments import theorem2, theorem3, theorem4
+    from sslth.search.options import PruneOptions
+
+    paths = sorted((ROOT / "configs").glob("*.toml"))
+    experiments = {"theorem2": theorem2.Config, "theorem3": theorem3.Config}
+    experiments["theorem4"] = theorem4.Config
+    expected = SHIPPED_PRUNE_CONFIGS | {
+        f"{name}{suffix}" for name in SHIPPED_EXPERIMENTS for suffix in ("", "-quick")
+    }
+    assert {p.stem for p in paths} == expected  # a new config must be added here
+    sizes = {}
+    for path in paths:
+        raw = tomllib.loads(path.read_text())
+        name = path.stem.removesuffix("-quick")
+        if name in experiments:
+            config = load_experiment(path, experiments[name])
+            assert type(config) is experiments[name], path.name
+            known = {f.name for f in fields(config)}
+            assert set(raw) <= known, path.name
+            for key, value in raw.items():
+                assert getattr(config, key) == value, (path.name, key)
+            config.validate()
+            sizes[path.stem] = _sweep_size(config)
+            continue
+        config = load_config(path)
+        assert type(config) is Config and type(config.target) is TargetConfig, path.name
+        assert config.source == str(path)
+        options = config.options()
+        assert type(options) is PruneOptions
+        for key, value in raw["prune"].items():
+            assert getattr(options, key) == value, (path.name, key)
+        assert 0 < options.epsilon < 1 and 0 < options.density < 1 and options.radius > 0
+        for key, value in raw["target"].items():
+            if key != "path":
+                assert getattr(config.target, key) == value, (path.name, key)
+        model, target = load_target(config, options)
+        if "widths" in raw["target"]:
+            assert target.widths == raw["target"]["widths"], path.name
+        bias = raw["target"].get("bias", config.target.kind == "state_dict")
+        assert all((layer.bias is not None) == bias for layer in target.layers), path.name
+        if config.target.kind == "random":
+            norm = raw["target"].get("spectral_norm", 1.0)
+            for layer in target.layers:
+                assert float(torch.linalg.matrix_norm(layer.weight, ord=2)) == pytest.approx(
+                    norm, rel=1e-5
+                )
+        else:  # the file's weights, not a random model of the same shape
+            assert Path(config.target.path) == path.parent / raw["target"]["path"]
+            state = torch.load(config.target.path, weights_only=True)
+            weights = [v for k, v in state.items() if k.endswith("weight")]
+            assert len(weights) == len(target.layers)
+            for layer, weight in zip(target.layers, weights, strict=True):
+                assert torch.equal(layer.weight.float(), weight.float()), path.name
+    for name in SHIPPED_EXPERIMENTS:  # a quick config is a smaller sweep than the full one
+        assert sizes[f"{name}-quick"] < sizes[name], name
 
 
 def test_console_script_demo_runs_and_reports_within_epsilon():

@@ -64,12 +64,27 @@ def test_theorem2_success_rises_with_n(theorem2_run):
         assert all(r["ci_low"] <= r["success"] <= r["ci_high"] for r in rs)
 
 
-def test_theorem2_rerun_uses_cache(theorem2_run):
+def _no_measuring(module, monkeypatch):
+    """Make ``module.measure`` raise: a rerun that measures anything fails."""
+
+    def measure(*args, **kwargs):
+        raise AssertionError(f"{module.__name__} measured a point it had cached: {args[0]}")
+
+    monkeypatch.setattr(module, "measure", measure)
+
+
+def _point_files(out: Path) -> dict[str, tuple[int, str]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in (out / "points").iterdir()}
+
+
+def test_theorem2_rerun_uses_cache(theorem2_run, monkeypatch):
     config, out, records = theorem2_run
-    before = sorted(p.name for p in (out / "points").iterdir())
+    before = _point_files(out)
+    assert len(before) == len(records) > 0
+    _no_measuring(theorem2, monkeypatch)
     again = theorem2.run(config, out, progress=False, plots=False)
-    assert sorted(p.name for p in (out / "points").iterdir()) == before
-    assert [r["solved"] for r in again] == [r["solved"] for r in records]
+    assert _point_files(out) == before  # nothing rewritten
+    assert again == records
 
 
 def test_theorem3_files_and_validity(theorem3_run):
@@ -90,12 +105,14 @@ def test_theorem3_files_and_validity(theorem3_run):
     assert "c_amp" in (out / "summary.md").read_text()
 
 
-def test_theorem3_rerun_uses_cache(theorem3_run):
+def test_theorem3_rerun_uses_cache(theorem3_run, monkeypatch):
     config, out, records = theorem3_run
-    before = sorted(p.name for p in (out / "points").iterdir())
+    before = _point_files(out)
+    assert len(before) == len(records) > 0
+    _no_measuring(theorem3, monkeypatch)
     again = theorem3.run(config, out, progress=False, plots=False)
-    assert sorted(p.name for p in (out / "points").iterdir()) == before
-    assert [r["seconds"] for r in again] == [r["seconds"] for r in records]
+    assert _point_files(out) == before  # nothing rewritten
+    assert again == records  # the same records, timings included
 
 
 def test_interrupted_sweep_resumes(tmp_path):
