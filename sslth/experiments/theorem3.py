@@ -26,6 +26,15 @@ import torch
 import sslth
 from sslth import theory
 from sslth.experiments.common import PointCache, point_name, pyplot, require, sweep, write_csv
+from sslth.experiments.density import (
+    fit_constants,
+    fmt,
+    log_ticks,
+    median_bars,
+    regime_guides,
+    slope_line,
+    within_slopes,
+)
 
 
 @dataclass
@@ -197,34 +206,10 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def fit(records: list[dict[str, Any]]) -> tuple[float | None, float | None]:
     """One constant each, by least squares in log space (the mean log residual):
     m/m_t ≈ c · log2²(2 l d²/ε)/H2(γ), and Eq. 29's n ≈ c_amp · the same shape."""
-    ok = [r for r in records if r["found"]]
-    if not ok:
-        return None, None
-    log_shape = np.log([r["paper_shape"] for r in ok])
-    c_ratio = float(np.exp(np.mean(np.log([r["overparameterization"] for r in ok]) - log_shape)))
-    mean_n = [statistics.mean(r["n"]) for r in ok]
-    c_amp = float(np.exp(np.mean(np.log(mean_n) - log_shape)))
-    return c_ratio, c_amp
+    return fit_constants(records, lambda r: statistics.mean(r["n"]))
 
 
 DEPTH_STYLES = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."))
-
-
-def _log_ticks(ax, axis: str, ticks: list[float] | None = None) -> None:
-    """Plain-number ticks on a log axis (1, 2, 5 per decade unless given), no minor labels:
-    matplotlib's default minor labels (2×10⁻¹, 3×10⁻¹, …) overlap on short axes."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
-
-    target = ax.xaxis if axis == "x" else ax.yaxis
-    target.set_major_locator(
-        FixedLocator(ticks) if ticks is not None else LogLocator(subs=(1.0, 2.0, 5.0))
-    )
-    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    target.set_minor_formatter(NullFormatter())
-
-
-def _spread(values: list[float]) -> tuple[float, float, float]:
-    return min(values), statistics.median(values), max(values)
 
 
 def _plot(records, groups, c_ratio, out: Path, config: Config) -> list[str]:
@@ -282,39 +267,9 @@ def _plot(records, groups, c_ratio, out: Path, config: Config) -> list[str]:
                 (top, lambda r: r["overparameterization"]),
                 (bottom, lambda r: r["overparameterization"] / (c_ratio * r["paper_shape"])),
             ):
-                spread = [_spread([value(r) for r in rs if r["density"] == g]) for g in gs]
-                med = [s[1] for s in spread]
-                ax.errorbar(
-                    xs,
-                    med,
-                    yerr=[
-                        [m - s[0] for m, s in zip(med, spread, strict=True)],
-                        [s[2] - m for m, s in zip(med, spread, strict=True)],
-                    ],
-                    color=colour[w],
-                    marker=marker,
-                    ms=5,
-                    mfc="white" if line != "-" else colour[w],
-                    ls=line,
-                    lw=0.9,
-                    elinewidth=1.8,
-                    capsize=3,
-                    capthick=1.4,
-                )
-        if mine:
-            # guides, not fits: Pensia et al. (γ = Θ(1), logarithmic overparameterization) is
-            # flat in γ, drawn at the median level of the largest density found; Malach et al.'s
-            # m/m_t ∝ 1/γ is drawn through the median at the smallest
-            largest = max(r["density"] for r in mine)
-            level = statistics.median(
-                r["overparameterization"] for r in mine if r["density"] == largest
-            )
-            top.axhline(level, color="0.45", ls="--", lw=1.2)
-            low = min(r["density"] for r in mine)
-            anchor = statistics.median(
-                r["overparameterization"] for r in mine if r["density"] == low
-            )
-            top.plot(gammas, anchor * low / gammas, color="0.45", ls="-.", lw=1.2)
+                groups_at = [[value(r) for r in rs if r["density"] == g] for g in gs]
+                median_bars(ax, xs, groups_at, colour[w], marker, line)
+        regime_guides(top, mine, gammas)
         if c_entropy is not None:
             entropy = [c_entropy / theory.binary_entropy(g) for g in gammas]
             top.plot(gammas, entropy, color="black", lw=1.6)
@@ -325,8 +280,8 @@ def _plot(records, groups, c_ratio, out: Path, config: Config) -> list[str]:
             ax.set_yscale("log")
             ax.grid(alpha=0.3, which="major")
             ax.tick_params(labelsize=10)
-            _log_ticks(ax, "x", densities)
-            _log_ticks(ax, "y")
+            log_ticks(ax, "x", densities)
+            log_ticks(ax, "y")
         bottom.set_xlabel("density γ (kept / all random weights)", fontsize=11)
         # tilted: 0.005 and 0.01 are a third of a decade apart, too close for upright labels
         for label in bottom.get_xticklabels():
@@ -392,40 +347,9 @@ def _plot(records, groups, c_ratio, out: Path, config: Config) -> list[str]:
 
 
 def slopes(records: list[dict[str, Any]], max_density: float = 0.1) -> tuple[float, float] | None:
-    """Log-log slope α of m/m_t ∝ γ^−α over the found tickets with γ <= max_density, measured
-    and for the paper's 1/H2(γ) at the same points (Malach's regime is α = 1)."""
-    ok = [r for r in records if r["found"] and r["density"] <= max_density]
-    if len({r["density"] for r in ok}) < 2:
-        return None
-    x = -np.log([r["density"] for r in ok])
-    # within-setting slope: remove each setting's mean so widths, depths and ε do not mix in
-    keys = [(r["width"], r["depth"], r["epsilon"], r["seed"]) for r in ok]
-
-    def slope(y: np.ndarray) -> float:
-        xc, yc = x.copy(), y.copy()
-        for key in set(keys):
-            idx = [i for i, k in enumerate(keys) if k == key]
-            xc[idx] -= xc[idx].mean()
-            yc[idx] -= yc[idx].mean()
-        return float((xc * yc).sum() / (xc * xc).sum())
-
-    measured = slope(np.log([r["overparameterization"] for r in ok]))
-    paper = slope(-np.log([theory.binary_entropy(r["density"]) for r in ok]))
-    return measured, paper
-
-
-def _fmt(value, spec: str = ".3g") -> str:
-    return "—" if value is None else format(value, spec)
-
-
-def _slope_line(result: tuple[float, float] | None) -> str:
-    if result is None:
-        return "- Too few densities ≤ 0.1 for a log-log slope."
-    measured, paper = result
-    return (
-        f"- Log-log slope for γ ≤ 0.1 (m/m_t ∝ γ^−α, within each setting): measured α = "
-        f"{measured:.2f}; the paper's 1/H2(γ) at the same points gives α = {paper:.2f}; "
-        "Malach's regime is α = 1."
+    """:func:`~sslth.experiments.density.within_slopes`, each (width, depth, ε, seed) a series."""
+    return within_slopes(
+        records, lambda r: (r["width"], r["depth"], r["epsilon"], r["seed"]), max_density
     )
 
 
@@ -458,12 +382,12 @@ def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
         "",
         f"- Every ticket found has certified error ≤ ε and density ≤ γ: "
         f"{'yes' if not bad else f'NO, {len(bad)} violate it'}.",
-        f"- Fitted m/m_t ≈ c · log2²(2·l·d²/ε)/H2(γ): c = {_fmt(c_ratio)}; measured/fitted "
+        f"- Fitted m/m_t ≈ c · log2²(2·l·d²/ε)/H2(γ): c = {fmt(c_ratio)}; measured/fitted "
         f"ranges over {spread}.",
         f"- Eq. 29 on neurons per input, n ≈ c_amp · log2²(2·l·d²/ε)/H2(γ) (mean n over "
-        f"layers): c_amp = {_fmt(c_amp)}.",
+        f"layers): c_amp = {fmt(c_amp)}.",
         "- Malach regime (m/m_t = 1/γ) and Pensia regime (flat in γ) are drawn as references.",
-        _slope_line(slopes(records)),
+        slope_line(slopes(records), "setting"),
         "",
         "## Spread over seeds (m/m_t among the seeds that found a ticket)",
         "",
@@ -473,8 +397,8 @@ def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
     for g in groups:
         lines.append(
             f"| {g['width']} | {g['depth']} | {g['epsilon']:g} | {g['density']:g} | "
-            f"{g['seeds_found']}/{g['seeds_tried']} | {_fmt(g['ratio_min'])} | "
-            f"{_fmt(g['ratio_median'])} | {_fmt(g['ratio_max'])} | {g['paper_shape']:.0f} | "
+            f"{g['seeds_found']}/{g['seeds_tried']} | {fmt(g['ratio_min'])} | "
+            f"{fmt(g['ratio_median'])} | {fmt(g['ratio_max'])} | {g['paper_shape']:.0f} | "
             f"{g['seconds_median']:.1f} |"
         )
     lines += ["", "Every point: `theorem3_points.csv`.", "", "## Figures", ""]

@@ -51,7 +51,15 @@ import sslth
 from sslth import theory
 from sslth.convnorm import conv_norm_bound, conv_norm_power
 from sslth.experiments.common import PointCache, point_name, pyplot, require, sweep, write_csv
-from sslth.experiments.theorem3 import _fmt, _log_ticks, _spread
+from sslth.experiments.density import (
+    fit_constants,
+    fmt,
+    log_ticks,
+    median_bars,
+    regime_guides,
+    slope_line,
+    within_slopes,
+)
 
 KERNEL = 3
 BIAS_NORM = 0.5
@@ -318,36 +326,16 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def fit(records: list[dict[str, Any]]) -> tuple[float | None, float | None]:
     """One constant each, by least squares in log space (the mean log residual):
     m/m_t ≈ c · log2²(2·l·9c²/ε)/H2(γ), and Theorem 4's ñ ≈ c_amp · the same shape."""
-    ok = [r for r in records if r["found"]]
-    if not ok:
-        return None, None
-    log_shape = np.log([r["paper_shape"] for r in ok])
-    c_ratio = float(np.exp(np.mean(np.log([r["overparameterization"] for r in ok]) - log_shape)))
-    c_amp = float(np.exp(np.mean(np.log([r["mean_n"] for r in ok]) - log_shape)))
-    return c_ratio, c_amp
+    return fit_constants(records, lambda r: r["mean_n"])
 
 
 def slopes(records: list[dict[str, Any]], max_density: float = 0.1) -> tuple[float, float] | None:
-    """Log-log slope α of m/m_t ∝ γ^−α over the found tickets with γ <= max_density, within
-    each series, measured and for the paper's 1/H2(γ) at the same points."""
-    ok = [r for r in records if r["found"] and r["density"] <= max_density]
-    if len({r["density"] for r in ok}) < 2:
-        return None
-    x = -np.log([r["density"] for r in ok])
-    keys = [(r["channels"], r["input_size"], r["bias"], r["epsilon"], r["seed"]) for r in ok]
-
-    def slope(y: np.ndarray) -> float:
-        xc, yc = x.copy(), y.copy()
-        for key in set(keys):
-            idx = [i for i, k in enumerate(keys) if k == key]
-            xc[idx] -= xc[idx].mean()
-            yc[idx] -= yc[idx].mean()
-        denominator = float((xc * xc).sum())
-        return float((xc * yc).sum()) / denominator if denominator > 0 else math.nan
-
-    measured = slope(np.log([r["overparameterization"] for r in ok]))
-    paper = slope(-np.log([theory.binary_entropy(r["density"]) for r in ok]))
-    return measured, paper
+    """:func:`~sslth.experiments.density.within_slopes`, each (c, H, bias, ε, seed) a series."""
+    return within_slopes(
+        records,
+        lambda r: (r["channels"], r["input_size"], r["bias"], r["epsilon"], r["seed"]),
+        max_density,
+    )
 
 
 def variant_ratios(records: list[dict[str, Any]]) -> dict[str, tuple[float, float, float, int]]:
@@ -451,38 +439,9 @@ def _plot(records, c_ratio, c_amp, out: Path, config: Config) -> list[str]:
                 (top, lambda r: r["overparameterization"]),
                 (bottom, lambda r: r["mean_n"] / (c_amp * r["paper_shape"])),
             ):
-                spread = [_spread([value(r) for r in rs if r["density"] == g]) for g in gs]
-                med = [s[1] for s in spread]
-                ax.errorbar(
-                    xs,
-                    med,
-                    yerr=[
-                        [m - s[0] for m, s in zip(med, spread, strict=True)],
-                        [s[2] - m for m, s in zip(med, spread, strict=True)],
-                    ],
-                    color=colour[c],
-                    marker=marker,
-                    ms=5,
-                    mfc="white" if line != "-" else colour[c],
-                    ls=line,
-                    lw=0.9,
-                    elinewidth=1.8,
-                    capsize=3,
-                    capthick=1.4,
-                )
-        if mine:
-            # guides, not fits: Pensia et al. (γ = Θ(1)) is flat in γ, drawn at the median of
-            # the largest density; Malach et al.'s ∝ 1/γ through the median at the smallest
-            largest = max(r["density"] for r in mine)
-            level = statistics.median(
-                r["overparameterization"] for r in mine if r["density"] == largest
-            )
-            top.axhline(level, color="0.45", ls="--", lw=1.2)
-            low = min(r["density"] for r in mine)
-            anchor = statistics.median(
-                r["overparameterization"] for r in mine if r["density"] == low
-            )
-            top.plot(gammas, anchor * low / gammas, color="0.45", ls="-.", lw=1.2)
+                groups_at = [[value(r) for r in rs if r["density"] == g] for g in gs]
+                median_bars(ax, xs, groups_at, colour[c], marker, line)
+        regime_guides(top, mine, gammas)
         if c_entropy is not None:
             top.plot(gammas, [c_entropy / theory.binary_entropy(g) for g in gammas], "k", lw=1.6)
         bottom.axhline(1.0, color="black", lw=1.4)
@@ -494,8 +453,8 @@ def _plot(records, c_ratio, c_amp, out: Path, config: Config) -> list[str]:
             ax.set_yscale("log")
             ax.grid(alpha=0.3, which="major")
             ax.tick_params(labelsize=10)
-            _log_ticks(ax, "x", densities)
-            _log_ticks(ax, "y")
+            log_ticks(ax, "x", densities)
+            log_ticks(ax, "y")
         bottom.set_xlabel("density γ (kept / all random kernel entries)", fontsize=11)
         # tilted: 0.005 and 0.01 are a third of a decade apart, too close for upright labels
         for label in bottom.get_xticklabels():
@@ -564,17 +523,6 @@ def _plot(records, c_ratio, c_amp, out: Path, config: Config) -> list[str]:
     return [name]
 
 
-def _slope_line(result: tuple[float, float] | None) -> str:
-    if result is None:
-        return "- Too few densities ≤ 0.1 for a log-log slope."
-    measured, paper = result
-    return (
-        f"- Log-log slope for γ ≤ 0.1 (m/m_t ∝ γ^−α, within each series): measured α = "
-        f"{measured:.2f}; the paper's 1/H2(γ) at the same points gives α = {paper:.2f}; "
-        "Malach's regime is α = 1."
-    )
-
-
 def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
     found = [r for r in records if r["found"]]
     cpu = sum(r["cpu_seconds"] for r in records)
@@ -613,12 +561,12 @@ def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
         "",
         f"- Every ticket found has certified error ≤ ε, density ≤ γ and empirical ≤ certified: "
         f"{'yes' if not bad else f'NO, {len(bad)} violate it'}.",
-        f"- Fitted m/m_t ≈ c · log2²(2·l·9c²/ε)/H2(γ): c = {_fmt(c_ratio)}; measured/fitted "
+        f"- Fitted m/m_t ≈ c · log2²(2·l·9c²/ε)/H2(γ): c = {fmt(c_ratio)}; measured/fitted "
         f"ranges over {spread}.",
         f"- Theorem 4's ñ (mean n over layers) ≈ c_amp · log2²(2·l·9c²/ε)/H2(γ): c_amp = "
-        f"{_fmt(c_amp)} (Theorem 3's dense experiment: c_amp = {THEOREM3_C_AMP:g}"
+        f"{fmt(c_amp)} (Theorem 3's dense experiment: c_amp = {THEOREM3_C_AMP:g}"
         + (f", ratio {c_amp / THEOREM3_C_AMP:.2f})." if c_amp else ")."),
-        _slope_line(slopes(records)),
+        slope_line(slopes(records), "series"),
     ]
     for label, (low, mid, high, count) in variant_ratios(records).items():
         lines.append(
@@ -637,8 +585,8 @@ def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
         lines.append(
             f"| {g['channels']} | {g['input_size']} | {'yes' if g['bias'] else 'no'} | "
             f"{g['epsilon']:g} | {g['density']:g} | {g['seeds_found']}/{g['seeds_tried']} | "
-            f"{_fmt(g['ratio_min'])} | {_fmt(g['ratio_median'])} | {_fmt(g['ratio_max'])} | "
-            f"{_fmt(g['mean_n_median'])} | {g['paper_shape']:.0f} | "
+            f"{fmt(g['ratio_min'])} | {fmt(g['ratio_median'])} | {fmt(g['ratio_max'])} | "
+            f"{fmt(g['mean_n_median'])} | {g['paper_shape']:.0f} | "
             f"{g['cpu_seconds_median']:.1f} |"
         )
     lines += ["", "Every point: `theorem4_points.csv`.", "", "## Figures", ""]
