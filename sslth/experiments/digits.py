@@ -91,6 +91,33 @@ def choose_epsilon(margin: float, cap: float = EPSILON_CAP) -> float:
     return min(cap, 0.5 * margin)
 
 
+def compare_with_target(
+    ticket: sslth.Ticket, target_logits: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float | bool]]:
+    """The ticket against the target on the test set.
+
+    The ticket runs as it was certified (its dtype, float64 unless asked otherwise, on its
+    device); for information, the same masks also run in float32, which is not what was
+    certified. Returns the ticket's float64 logits on the CPU and the comparison fields of
+    :class:`DigitsResult` (accuracies, equal predictions, largest logit deviations).
+    """
+    with torch.no_grad():
+        x = x_test.to(device=ticket.device, dtype=ticket.dtype)
+        ticket_logits = ticket.network(x).double().cpu()
+        ticket_logits32 = ticket.export().float()(x.float()).cpu()
+    target_pred = target_logits.argmax(dim=1)
+    ticket_pred = ticket_logits.argmax(dim=1)
+    difference = target_logits - ticket_logits
+    return ticket_logits, {
+        "target_accuracy": float((target_pred == y_test).double().mean()),
+        "ticket_accuracy": float((ticket_pred == y_test).double().mean()),
+        "ticket_accuracy_float32": float((ticket_logits32.argmax(dim=1) == y_test).double().mean()),
+        "predictions_equal": bool((target_pred == ticket_pred).all()),
+        "max_logit_deviation": float(torch.linalg.vector_norm(difference, dim=1).max()),
+        "max_logit_deviation_entry": float(difference.abs().max()),
+    }
+
+
 @dataclass
 class DigitsResult:
     target_accuracy: float
@@ -152,26 +179,10 @@ def run(
     )
     timings["prune"] = time.perf_counter() - start
 
-    with torch.no_grad():
-        # float64 shows the approximation itself; float32 is what a user runs
-        # the certified module, in its own dtype (float64 unless asked otherwise)
-        x_test = data.x_test.to(ticket.device)
-        ticket_logits = ticket.network(x_test.to(ticket.dtype)).double().cpu()
-        # for information: the same masks run in float32 (not what was certified)
-        ticket_logits32 = ticket.export().float()(x_test).cpu()
-    target_pred = target_logits.argmax(dim=1)
-    ticket_pred = ticket_logits.argmax(dim=1)
-    difference = target_logits - ticket_logits
+    ticket_logits, comparison = compare_with_target(ticket, target_logits, data.x_test, data.y_test)
     report = ticket.report
     result = DigitsResult(
-        target_accuracy=float((target_pred == data.y_test).double().mean()),
-        ticket_accuracy=float((ticket_pred == data.y_test).double().mean()),
-        ticket_accuracy_float32=float(
-            (ticket_logits32.argmax(dim=1) == data.y_test).double().mean()
-        ),
-        predictions_equal=bool((target_pred == ticket_pred).all()),
-        max_logit_deviation=float(torch.linalg.vector_norm(difference, dim=1).max()),
-        max_logit_deviation_entry=float(difference.abs().max()),
+        **comparison,
         certified_error=report.certified_error,
         empirical_error=report.empirical_error,
         density=report.density,

@@ -42,6 +42,7 @@ from sslth.experiments.digits import (
     DigitsData,
     DigitsResult,
     choose_epsilon,
+    compare_with_target,
     load_data,
     smallest_margin,
 )
@@ -173,25 +174,10 @@ def run(
     )
     timings["prune"] = time.perf_counter() - start
 
-    with torch.no_grad():
-        # the certified module as it is: its dtype (float64 unless asked otherwise), its device
-        x = x_test.to(device=ticket.device, dtype=ticket.dtype)
-        ticket_logits = ticket.network(x).double().cpu()
-        # for information: the same masks run in float32 (not what was certified)
-        ticket_logits32 = ticket.export().float()(x.float()).cpu()
-    target_pred = target_logits.argmax(dim=1)
-    ticket_pred = ticket_logits.argmax(dim=1)
-    difference = target_logits - ticket_logits
+    ticket_logits, comparison = compare_with_target(ticket, target_logits, x_test, data.y_test)
     report = ticket.report
     result = DigitsCNNResult(
-        target_accuracy=float((target_pred == data.y_test).double().mean()),
-        ticket_accuracy=float((ticket_pred == data.y_test).double().mean()),
-        ticket_accuracy_float32=float(
-            (ticket_logits32.argmax(dim=1) == data.y_test).double().mean()
-        ),
-        predictions_equal=bool((target_pred == ticket_pred).all()),
-        max_logit_deviation=float(torch.linalg.vector_norm(difference, dim=1).max()),
-        max_logit_deviation_entry=float(difference.abs().max()),
+        **comparison,
         certified_error=report.certified_error,
         empirical_error=report.empirical_error,
         density=report.density,
