@@ -25,3 +25,13 @@ def random_target(rng: random.Random, *, depth: int, bias: bool = False, max_wid
 @pytest.fixture
 def rng():
     return random.Random(1234)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, restored afterwards: on a busy 2-core machine torch's pool spins
+    against the other processes, and small problems run several times faster on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

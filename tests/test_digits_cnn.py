@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -28,16 +27,6 @@ REPORT_KEYS = (
     "k",
     "report",
 )
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a busy 2-core machine torch's pool spins against the other
-    processes, and the solver's many small ops then run several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_cnn_ticket_keeps_every_prediction(tmp_path, one_thread) -> None:
