@@ -219,15 +219,16 @@ class _Reduction:
                     "not a ticket structure"
                 )
         self.hidden += a.shape[0]
-        if a.numel():
-            self.largest = max(
-                self.largest, float(a.abs().max()), float(c.abs().max()), float(part.abs().max())
-            )
         self.squares.index_add_(0, column, a * a)
         self.counts += torch.bincount(column[live], minlength=self.d_in)
         self.bias_squares += float((c * c).sum())
         if a.numel():
             self.fan_in = max(self.fan_in, int(((a != 0).to(torch.int64) + (c != 0)).max()))
+            # V entries of dead neurons multiply an exact zero and lose nothing to underflow,
+            # so |V| over the live ones (already in ``magnitude``) is the largest that matters
+            self.largest = max(
+                self.largest, float(a.abs().max()), float(c.abs().max()), float(magnitude.max())
+            )
 
     def result(self) -> PairOperator:
         kind, d_out, d_in = self.kind, self.d_out, self.d_in
