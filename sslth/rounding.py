@@ -132,15 +132,12 @@ def _check_cpu_float32(convolution: bool) -> None:
 
 
 def _mkldnn_precisions() -> list[tuple[str, str]]:
-    found = []
-    for part in ("", "matmul.", "conv."):
-        owner = torch.backends.mkldnn
-        for name in part.rstrip(".").split(".") if part else []:
-            owner = getattr(owner, name, None)
-        value = getattr(owner, "fp32_precision", None) if owner is not None else None
-        if isinstance(value, str):
-            found.append((part, value))
-    return found
+    """oneDNN's float32 precision settings that this torch has: (attribute prefix, value)."""
+    mkldnn = torch.backends.mkldnn
+    owners = (("", mkldnn), ("matmul.", getattr(mkldnn, "matmul", None)))
+    owners += (("conv.", getattr(mkldnn, "conv", None)),)
+    values = [(part, getattr(owner, "fp32_precision", None)) for part, owner in owners]
+    return [(part, value) for part, value in values if isinstance(value, str)]
 
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -594,20 +594,15 @@ def _target(layers: list[TargetLayer], metadata: dict, path: Path) -> Target:
 def _check_relus(ops: tuple[tuple[Op, ...], ...]) -> None:
     """The activation rules ``prune`` applies to a target (one ReLU between two layers, none
     before the first or after the last), so that a file cannot carry a structure no prune made."""
+    last = len(ops) - 1
     for index, group in enumerate(ops):
         relus = sum(op.name == RELU for op in group)
-        outer = index in (0, len(ops) - 1)
-        if (outer and relus) or (not outer and relus != 1):
-            where = (
-                "before the first layer"
-                if index == 0
-                else (
-                    "after the last layer"
-                    if index == len(ops) - 1
-                    else f"between layers {index} and {index + 1}"
-                )
+        expected = 0 if index in (0, last) else 1
+        if relus != expected:
+            where = {0: "before the first layer", last: "after the last layer"}.get(
+                index, f"between layers {index} and {index + 1}"
             )
-            raise ValueError(f"{relus} ReLU {where}, where a target has {0 if outer else 1}")
+            raise ValueError(f"{relus} ReLU {where}, where a target has {expected}")
 
 
 def _check_shapes(target: Target):
