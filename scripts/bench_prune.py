@@ -3,7 +3,7 @@ machine.
 
     python scripts/bench_prune.py --target 784-500-10 [--device cpu] [--epsilon 0.01]
                                   [--density 0.1] [--seed 0] [--threads N] [--busy]
-                                  [--no-network] [--json PATH]
+                                  [--no-network] [--count-ops] [--json PATH]
 
 ``--target`` is a list of layer sizes (a random MLP: each layer a Gaussian matrix divided by its
 spectral norm, no biases, as the theorem assumes) or ``lenet5`` (LeNet-5 on 1×28×28: conv 1→6
@@ -12,6 +12,11 @@ operator norm 1 on its input shape). Each step is printed as it finishes (the se
 events on stderr), then the wall time of each step, peak host memory (``ru_maxrss``; and
 ``torch.cuda.max_memory_allocated`` on CUDA), m, m/m_t, n, k, the density and the certified
 error.
+
+``--count-ops`` counts the torch operators the prune dispatches, and the host-sync-like ones
+(``nonzero``, ``item``, boolean-mask indexing, …), by name (:class:`sslth.opcount.OperatorCounter`).
+A dispatch mode sees only its own thread, so the count runs with ``--threads 1`` unless told
+otherwise (and then counts the main thread only).
 
 ``--busy`` measures the same prune twice in this run: alone, then beside a competing process
 doing 2-thread PyTorch matrix products (how a shared workstation or a CI runner looks), and
@@ -35,6 +40,7 @@ import sslth
 from sslth.config import random_target
 from sslth.convnorm import conv_norm_bound
 from sslth.device import resolve_device
+from sslth.opcount import OperatorCounter
 
 LENET_INPUT = [1, 28, 28]
 
@@ -95,9 +101,20 @@ def _compete(ready, stop, rounds) -> None:
         ready.set()
 
 
-def run_prune(args, model, input_shape, device, progress: bool) -> tuple[sslth.Ticket, float]:
+def run_prune(
+    args, model, input_shape, device, progress: bool, counter: OperatorCounter | None = None
+) -> tuple[sslth.Ticket, float]:
     start = time.perf_counter()
-    ticket = sslth.prune(
+    if counter is not None:
+        with counter:
+            ticket = prune_once(args, model, input_shape, device, progress)
+    else:
+        ticket = prune_once(args, model, input_shape, device, progress)
+    return ticket, time.perf_counter() - start
+
+
+def prune_once(args, model, input_shape, device, progress: bool) -> sslth.Ticket:
+    return sslth.prune(
         model,
         args.epsilon,
         args.density,
@@ -108,7 +125,6 @@ def run_prune(args, model, input_shape, device, progress: bool) -> tuple[sslth.T
         progress=progress,
         **({} if args.max_random_params is None else {"max_random_params": args.max_random_params}),
     )
-    return ticket, time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -131,9 +147,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--no-network", action="store_true", help="skip building the dense masked network"
     )
+    parser.add_argument(
+        "--count-ops",
+        action="store_true",
+        help="count the torch operators and host-sync-like ones dispatched (threads 1 unless set)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress or step lines")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
+    if args.count_ops and args.threads is None:
+        args.threads = 1  # a dispatch mode is thread-local: count every operator
 
     model, input_shape = build(args.target, args.seed)
     device = resolve_device(args.device)
@@ -146,7 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    ticket, wall = run_prune(args, model, input_shape, device, progress=not args.quiet)
+    counter = OperatorCounter() if args.count_ops else None
+    ticket, wall = run_prune(args, model, input_shape, device, not args.quiet, counter)
     peak_prune = peak_host_bytes()
     report = ticket.report
     busy = None
@@ -208,6 +232,10 @@ def main(argv: list[str] | None = None) -> dict:
         "certified_error_exact": report.certified_error_exact,
         "rounding_error": report.rounding_error,
         "empirical_error": report.empirical_error,
+        "operators": None if counter is None else counter.total,
+        "sync_like": None if counter is None else counter.syncs,
+        "operators_by_name": None if counter is None else dict(counter.by_name.most_common()),
+        "sync_like_by_name": None if counter is None else dict(counter.sync_by_name),
     }
     for name, seconds in report.timings.items():
         print(f"  {name:<15} {seconds:8.2f} s")
@@ -233,6 +261,10 @@ def main(argv: list[str] | None = None) -> dict:
         f"(exact {report.certified_error_exact:.4g} + rounding {report.rounding_error:.2g}), "
         f"empirical error {report.empirical_error:.4g}"
     )
+    if counter is not None:
+        print(counter.summary())
+        if args.threads != 1:
+            print(f"(counted in the main thread only: {args.threads} workers)")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(figures, handle, indent=2)
