@@ -178,8 +178,10 @@ class _Reduction:
         self.row_terms = torch.zeros(rows, dtype=torch.int64, device=device)
         self.column_abs_max = torch.zeros(kind.taps, dtype=torch.float64, device=device)
         self.squares = torch.zeros(d_in, dtype=torch.float64, device=device)
-        self.counts = torch.zeros(d_in, dtype=torch.int64, device=device)
-        self.bias_squares = 0.0
+        # live neurons per input, and (last slot) those that read only the constant: a bias
+        # neuron is counted there whatever input column it is filed under
+        self.counts = torch.zeros(d_in + 1, dtype=torch.int64, device=device)
+        self.bias_squares = torch.zeros(1, dtype=torch.float64, device=device)
         self.fan_in = 0
         self.hidden = 0
         self.largest = 0.0
@@ -200,12 +202,17 @@ class _Reduction:
         self.positive.index_add_(0, column, part * a_part.clamp(min=0))
         self.negative.index_add_(0, column, part * a_part.clamp(max=0))  # = −|a| V, a < 0
         bias = torch.relu(c)
-        self.offset += bias @ part
         magnitude = part.abs() * live[:, None]
         self.abs_positive.index_add_(0, column, magnitude * a_part.clamp(min=0))
         self.abs_negative.index_add_(0, column, magnitude * (-a_part).clamp(min=0))
-        self.abs_offset += bias @ magnitude
-        self.row_abs += magnitude.sum(dim=0)
+        # Every sum over neurons is a sequential index_add_ in neuron order, never a matmul or
+        # a reduction whose association depends on the chunk, the threads or the SIMD width:
+        # the network's pair and the compact masks (chunked differently) give the same bits,
+        # so a report and its recomputation on load agree exactly (``sslth verify``).
+        carriers = bias > 0
+        self._sum_into(self.offset, bias[carriers, None] * part[carriers])
+        self._sum_into(self.abs_offset, bias[carriers, None] * magnitude[carriers])
+        self._sum_into(self.row_abs, magnitude)
         self.row_terms += (magnitude != 0).sum(dim=0)
         per_tap = magnitude.view(part.shape[0], self.d_out, self.kind.taps).sum(dim=1)
         if per_tap.numel():
@@ -220,8 +227,9 @@ class _Reduction:
                 )
         self.hidden += a.shape[0]
         self.squares.index_add_(0, column, a * a)
-        self.counts += torch.bincount(column[live], minlength=self.d_in)
-        self.bias_squares += float((c * c).sum())
+        slot = torch.where(a != 0, column, self.d_in)
+        self.counts += torch.bincount(slot[live], minlength=self.d_in + 1)
+        self._sum_into(self.bias_squares, (c * c)[:, None])
         if a.numel():
             self.fan_in = max(self.fan_in, int(((a != 0).to(torch.int64) + (c != 0)).max()))
             # V entries of dead neurons multiply an exact zero and lose nothing to underflow,
@@ -229,6 +237,14 @@ class _Reduction:
             self.largest = max(
                 self.largest, float(a.abs().max()), float(c.abs().max()), float(magnitude.max())
             )
+
+    @staticmethod
+    def _sum_into(total: torch.Tensor, terms: torch.Tensor) -> None:
+        """total += Σ_i terms[i], added one row at a time in order (torch's index_add_ on
+        one index), so the rounding does not depend on how the neurons were chunked."""
+        if terms.shape[0]:
+            index = torch.zeros(terms.shape[0], dtype=torch.long, device=terms.device)
+            total.view(1, -1).index_add_(0, index, terms.reshape(terms.shape[0], total.numel()))
 
     def result(self) -> PairOperator:
         kind, d_out, d_in = self.kind, self.d_out, self.d_in
@@ -240,7 +256,7 @@ class _Reduction:
             abs_negative=kind.from_rows(self.abs_negative.T.contiguous(), d_out),
             abs_offset=self.abs_offset.view(d_out, kind.taps).sum(dim=1),
             first_norm=float(self.squares.max().sqrt()) if d_in else 0.0,
-            first_bias_norm=math.sqrt(self.bias_squares),
+            first_bias_norm=math.sqrt(float(self.bias_squares)),
             first_fan_in=self.fan_in,
             second_fan_in=int(self.row_terms.view(d_out, kind.taps).sum(dim=1).max()),
             second_norm=second_norm,
@@ -306,9 +322,29 @@ class Certificate:
         return self.exact + self.rounding
 
 
+# The relative error the certificate allows a float64 operator norm computed by torch's
+# linear algebra (SVD, FFT), and adds to every norm it uses.
+NORM_RELATIVE_ERROR = 1e-9
+
+
 def _norm_upper(kind: LayerKind, weight: torch.Tensor) -> float:
     """The kind's operator norm, raised by the float64 rounding of the norm computation."""
-    return kind.operator_norm(weight) * (1 + 1e-9)
+    return kind.operator_norm(weight) * (1 + NORM_RELATIVE_ERROR)
+
+
+def recomputation_tolerance(layers: int) -> float:
+    """How far (relative) two computations of one ticket's certified error can differ.
+
+    sslth's own sums are done in a fixed order (:class:`_Reduction`), so on one machine the
+    report and its recomputation agree to the bit. The norms come from torch's linear algebra,
+    whose rounding may differ between machines, thread counts and devices, by at most
+    ``NORM_RELATIVE_ERROR`` relative (the certificate's own assumption: it raises every norm by
+    that much to stay an upper bound). Each term of the certified error is a product of at
+    most one norm per layer (err_i and Δ_i are degree i in them) with non-negative
+    coefficients, so two computations differ by at most a factor ((1 + s) / (1 − s))^layers.
+    """
+    s = NORM_RELATIVE_ERROR
+    return ((1 + s) / (1 - s)) ** max(int(layers), 1) - 1
 
 
 _TARGET_NORMS: dict[tuple, float] = {}
