@@ -2,7 +2,9 @@
 
 Exit codes: 0 success, 1 no ticket met the request (or a ticket failed its verification, or
 ``plan`` finds a layer no random network within ``max_random_params`` is predicted to serve),
-2 a usage error (bad flag, config, target or ticket file). Only the errors sslth raises on
+2 a usage error (bad flag, config, target or ticket file), 141 the reader of stdout went away
+(``sslth plan … | head``: the code a shell gives a program that SIGPIPE ends, without a
+traceback). Only the errors sslth raises on
 purpose are reported as one line; anything else is a bug and surfaces with its traceback.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from sslth.search.options import PruneOptions
 from sslth.search.preview import plan
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, as a shell reports `yes | head`
 DEMO_WIDTHS = [8, 16, 4]
 DEMO_REQUEST = {"epsilon": 0.05, "density": 0.3}
 
@@ -232,7 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader gone (| head) shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # nothing more can reach the reader; point stdout at /dev/null so that Python's own
+        # flush at exit does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except TicketNotFound as error:
         print(f"sslth: {error}", file=sys.stderr)
         return EXIT_NOT_FOUND

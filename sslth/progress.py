@@ -1,10 +1,17 @@
 """Progress that tells the truth: instances solved against instances to solve, a clock that
-ticks during long steps, and every change of the total announced with its reason."""
+ticks during long steps, and every new step announced with its reason.
+
+Everything goes to stderr (stdout carries reports and ``--json``). Each step (a layer's
+instances, a re-solve, a refine) gets its own total: the bar restarts at 0% under the step's
+reason instead of growing one total, whose percentage would jump backwards (100% → 60%) each
+time a later step adds work.
+"""
 
 from __future__ import annotations
 
+import sys
 import threading
-import time
+from typing import TextIO
 
 from tqdm.auto import tqdm
 
@@ -17,10 +24,14 @@ class Progress:
         enabled: draw the bar and print the events (``prune(progress=...)``).
         description: the bar's label.
         tick: seconds between refreshes of the elapsed time while nothing finishes.
+        stream: where the bar and the events go (default: ``sys.stderr`` at construction).
     """
 
-    def __init__(self, enabled: bool, description: str, tick: float = 0.5) -> None:
+    def __init__(
+        self, enabled: bool, description: str, tick: float = 0.5, stream: TextIO | None = None
+    ) -> None:
         self.enabled = enabled
+        self.stream = sys.stderr if stream is None else stream
         self._lock = threading.Lock()
         self._bar = tqdm(
             total=0,
@@ -30,6 +41,7 @@ class Progress:
             disable=not enabled,
             leave=False,
             dynamic_ncols=True,
+            file=self.stream,
         )
         self._stop = threading.Event()
         self._ticker = None
@@ -43,50 +55,28 @@ class Progress:
                 self._bar.refresh()
 
     def add(self, count: int, reason: str) -> None:
-        """``count`` more units of work, because of ``reason`` (shown on the bar, and printed
-        as a line so the log keeps it)."""
+        """A new step of ``count`` units of work, because of ``reason`` (shown on the bar, and
+        printed as a line so the log keeps it). The bar restarts at 0 of ``count`` (plus what
+        the previous step left pending, none when steps run one after another): within a step
+        the percentage only rises."""
         with self._lock:
-            self._bar.total += int(count)
-            self._bar.set_postfix_str(reason, refresh=True)
+            pending = max(int(self._bar.total or 0) - int(self._bar.n), 0)
+            self._bar.set_postfix_str(reason, refresh=False)
+            self._bar.reset(total=int(count) + pending)
         self.event(reason)
 
     def update(self, count: int) -> None:
+        """``count`` units of work finished."""
         with self._lock:
             self._bar.update(int(count))
 
     def event(self, text: str) -> None:
         """Print one line above the bar (nothing when disabled)."""
         if self.enabled:
-            tqdm.write(f"sslth: {text}")
+            tqdm.write(f"sslth: {text}", file=self.stream)
 
     def close(self) -> None:
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join()
         self._bar.close()
-
-
-class Stopwatch:
-    """Seconds spent in named steps, printed as each finishes when ``progress`` is on."""
-
-    def __init__(self, progress: Progress | None = None) -> None:
-        self.seconds: dict[str, float] = {}
-        self.progress = progress
-
-    def add(self, name: str, seconds: float, detail: str = "") -> None:
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-        if self.progress is not None:
-            self.progress.event(f"{name} {seconds:.2f} s" + (f" ({detail})" if detail else ""))
-
-    def time(self, name: str, detail: str = ""):
-        watch = self
-
-        class _Timer:
-            def __enter__(self):
-                self.start = time.perf_counter()
-                return self
-
-            def __exit__(self, *exc):
-                watch.add(name, time.perf_counter() - self.start, detail)
-
-        return _Timer()

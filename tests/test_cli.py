@@ -198,8 +198,10 @@ def test_shipped_configs_are_valid():
 
 
 def test_console_script_demo_runs_and_reports_within_epsilon():
+    """With progress on: the events and bars go to stderr, stdout holds the header and the
+    report alone."""
     result = subprocess.run(
-        [sys.executable, "-m", "sslth.cli", "demo", "--quiet"],
+        [sys.executable, "-m", "sslth.cli", "demo"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -207,6 +209,28 @@ def test_console_script_demo_runs_and_reports_within_epsilon():
     )
     assert result.returncode == 0, result.stderr
     assert "within ε: yes" in result.stdout
+    assert "sslth: round 1" in result.stderr and "sslth: round" not in result.stdout
+    assert all(not line.startswith("sslth: layer") for line in result.stdout.splitlines())
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["demo", "--quiet"], ["plan", "--config", str(ROOT / "configs/small-random.toml")]],
+    ids=["demo", "plan"],
+)
+def test_a_closed_stdout_ends_quietly(command):
+    """``sslth … | head``: the reader is gone before sslth writes; exit 141 (as SIGPIPE would
+    end it), no traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sslth.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process.stdout.close()  # before the child writes anything: its first write must fail
+    stderr = process.stderr.read()
+    assert process.wait(timeout=600) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
 
 
 class _Named(nn.Module):

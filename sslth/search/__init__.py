@@ -12,6 +12,7 @@ The search reads as its steps (docs/design.md, "The search"):
 
 from __future__ import annotations
 
+import sys
 import time
 
 from tqdm.auto import tqdm
@@ -107,7 +108,8 @@ def _ticket(search: Search, best: Candidate, start: float) -> Ticket:
     if options.progress:
         tqdm.write(
             f"sslth: certified error {report.certified_error:.4g} (ε = {options.epsilon:g}), "
-            f"density {report.density:.4g}"
+            f"density {report.density:.4g}",
+            file=sys.stderr,
         )
     if report.rounding_error >= options.epsilon * SAFETY and report.meets_density:
         remedy = (
