@@ -34,6 +34,16 @@ from sslth.ops import RELU, Op
 from sslth.report import Report, build_report, layer_report
 from sslth.rounding import DTYPES, arithmetic_of
 from sslth.target import Target, TargetLayer
+from sslth.ticketfile import (
+    METADATA_KEYS,
+    check_keys,
+    check_plain_tensors,
+    check_target_tensor,
+    check_text,
+    payload_keys,
+    spec_problem,
+    stored_report,
+)
 
 FORMAT = "sslth-ticket"
 FORMAT_VERSION = 2
@@ -362,11 +372,13 @@ class Ticket:
             ) from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise NotATicketError(f"{path} is not an sslth ticket (no '{FORMAT}' header)")
-        if payload.get("format_version") != FORMAT_VERSION:
+        version = payload.get("format_version")
+        if type(version) is not int or version != FORMAT_VERSION:
             raise NotATicketError(
                 f"{path}: ticket format version {payload.get('format_version')!r} is not "
                 f"{FORMAT_VERSION}; re-create the ticket with this sslth"
             )
+        check_plain_tensors(payload, path)
         if payload.get("content_sha256") != _content_digest(payload):
             raise NotATicketError(
                 f"{path}: the content does not match its SHA-256 checksum (the file was "
@@ -466,6 +478,7 @@ def _ticket_from_payload(payload: dict, path: Path, device) -> Ticket:
         raise NotATicketError(f"{path}: metadata is missing or not JSON") from None
     if not isinstance(metadata, dict):
         raise NotATicketError(f"{path}: metadata is not a JSON object")
+    check_keys(metadata, METADATA_KEYS, "metadata field", path)
     seed = _field(metadata, "seed", path)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
         raise NotATicketError(f"{path}: seed must be an integer in [0, 2^62), got {seed!r}")
@@ -480,6 +493,8 @@ def _ticket_from_payload(payload: dict, path: Path, device) -> Ticket:
         raise NotATicketError(f"{path}: specs must be a non-empty list")
     specs = []
     for index, raw in enumerate(raw_specs):
+        if not isinstance(raw, dict) or not isinstance(raw.get("grown", []), list):
+            raise NotATicketError(f"{path}: spec of layer {index} is malformed (not an object)")
         try:
             spec = PairSpec(
                 **{
@@ -488,12 +503,15 @@ def _ticket_from_payload(payload: dict, path: Path, device) -> Ticket:
                     "grown": tuple(tuple(pair) for pair in raw.get("grown", [])),
                 }
             )
-        except (TypeError, AttributeError, NotATicketError) as error:
+        except (TypeError, ValueError, AttributeError, NotATicketError) as error:
             raise NotATicketError(f"{path}: spec of layer {index} is malformed ({error})") from None
         for name in ("d_in", "d_out", "neurons_per_input"):
             value = getattr(spec, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise NotATicketError(f"{path}: layer {index} {name} must be >= 1, got {value!r}")
+        problem = spec_problem(raw, spec)
+        if problem:
+            raise NotATicketError(f"{path}: spec of layer {index} is malformed: {problem}")
         if not isinstance(spec.has_bias, bool) or spec.seed != layer_seed(seed, index):
             raise NotATicketError(f"{path}: layer {index}'s seed or bias flag is inconsistent")
         specs.append(spec)
@@ -512,6 +530,7 @@ def _ticket_from_payload(payload: dict, path: Path, device) -> Ticket:
     checksums = payload.get("checksums")
     if not isinstance(checksums, list) or len(checksums) != len(specs):
         raise NotATicketError(f"{path}: checksums must be a list of {len(specs)} digests")
+    check_keys(payload, payload_keys(specs), "key", path)
     layers, masks = [], []
     for index, spec in enumerate(specs):
         weight = payload.get(f"target.{index}.weight")
@@ -525,8 +544,8 @@ def _ticket_from_payload(payload: dict, path: Path, device) -> Ticket:
         ):
             raise NotATicketError(f"{path}: target layer {index}: bias does not match its pair")
         for name, tensor in (("weight", weight), ("bias", bias)):
-            if tensor is not None and not torch.isfinite(tensor.to(torch.float64)).all():
-                raise NotATicketError(f"{path}: target layer {index} {name} has NaN or Inf")
+            if tensor is not None:
+                check_target_tensor(tensor, f"layer {index} {name}", path)
         layers.append(
             TargetLayer(
                 weight.to(torch.float64),
@@ -564,14 +583,9 @@ def _ticket_from_payload(payload: dict, path: Path, device) -> Ticket:
         density_limit=density_limit,
         dtype=DTYPES[dtype_name],
         device=device,
-        solver=str(metadata.get("solver", "auto")),
+        solver=check_text(_field(metadata, "solver", path), "solver", path),
     )
-    stored = metadata.get("report")
-    if stored is not None:
-        try:
-            ticket.stored_report = Report.from_dict(stored)
-        except (TypeError, ValueError, KeyError):
-            raise NotATicketError(f"{path}: the stored report is malformed") from None
+    ticket.stored_report = stored_report(_field(metadata, "report", path), path)
     return ticket
 
 
@@ -639,7 +653,8 @@ def _content_digest(payload: dict) -> str:
         digest.update(key.encode())
         if isinstance(value, torch.Tensor):
             digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
-            digest.update(value.contiguous().numpy().tobytes())
+            # the bytes as stored, whatever the dtype (numpy has no bfloat16)
+            digest.update(value.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
         else:
             digest.update(json.dumps(value, sort_keys=True, default=repr).encode())
     return digest.hexdigest()
@@ -665,8 +680,11 @@ def _pack(mask: torch.Tensor) -> torch.Tensor:
 def _unpack(packed, shape: tuple[int, ...], path: Path) -> torch.Tensor:
     if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8 or packed.dim() != 1:
         raise NotATicketError(f"{path}: a mask is missing or not a packed uint8 tensor")
-    count = int(np.prod(shape))
+    count = math.prod(shape)
+    size = 8 * packed.numel()
+    if size < count or size - count >= 8:
+        raise NotATicketError(f"{path}: a mask of {size} bits does not fit shape {shape}")
     bits = np.unpackbits(packed.numpy())
-    if bits.size < count or bits.size - count >= 8:
-        raise NotATicketError(f"{path}: a mask of {bits.size} bits does not fit shape {shape}")
+    if bits[count:].any():  # packbits pads with zeros
+        raise NotATicketError(f"{path}: a mask has bits set past its shape {shape}")
     return torch.from_numpy(bits[:count].astype(bool)).reshape(shape)

@@ -78,6 +78,30 @@ def _longer_mask(payload, metadata):
     payload["mask.0.second"] = torch.cat([payload["mask.0.second"], extra])
 
 
+def _report(**fields):
+    return lambda payload, metadata: metadata["report"].update(fields)
+
+
+def _report_layer(**fields):
+    return lambda payload, metadata: metadata["report"]["layers"][0].update(fields)
+
+
+def _grown_twice(payload, metadata):
+    metadata["specs"][0]["grown"] = [[1, 99], [1, 98]]
+
+
+def _drop_bias_spec_keeps_tensor(payload, metadata):
+    """Layer 0 claims no bias (its checksum and seed recomputed would follow) but the tensor
+    stays: the key is refused before anything else reads it."""
+    metadata["specs"][0]["has_bias"] = False
+
+
+def _mask_padding(payload, metadata):
+    packed = payload["mask.0.kept_neurons"].clone()
+    packed[-1] |= 1  # 170 neurons in 22 bytes: the last byte's lowest bit is padding
+    payload["mask.0.kept_neurons"] = packed
+
+
 def _bad_report(payload, metadata):
     metadata["report"] = {"certified_error": 0.01, "not_a_field": 1}
 
@@ -156,6 +180,49 @@ def _bad_report(payload, metadata):
         # the stored report (kept only for comparison, but it must parse)
         (_bad_report, "the stored report is malformed"),
         (_set(report={"layers": [{"bogus": 1}]}), "the stored report is malformed"),
+        (_report(certified_error="0.01"), "report certified_error is not a number"),
+        (_report(certified_error=True), "report certified_error is not a number"),
+        (_report(seed=1.5), "report seed is not a integer"),
+        (_report(solver="auto\n  certified error 0"), "report solver is not a text"),
+        (_report(layers={"0": {}}), "layers is not a list"),
+        (_report(layers=[1]), "malformed (layer 0)"),
+        (_report_layer(k="3"), "report layer 0 k is not a integer"),
+        (_report(timings={"certify": "fast"}), "malformed (timings)"),
+        (_report(versions={"torch": "2\n"}), "malformed (versions)"),
+        (_report(versions=[]), "malformed (versions)"),
+        (_set(report=[1]), "the stored report is malformed (not an object)"),
+        (_pop_field("report"), "field 'report' is missing"),
+        # issue 23: every field is what save writes, or the file is refused
+        (_spec(0, grown=[[99, -5]]), "grown block 99 is not one of its 5 blocks"),
+        (_spec(0, grown=[[0, 0]]), "grown block 0 has n_j = 0"),
+        (_spec(0, grown=[[0, -3]]), "grown block 0 has n_j = -3"),
+        (_grown_twice, "not what save writes"),
+        (_spec(0, grown=[["1", 99]]), "not what save writes"),
+        (_spec(0, grown=[[1.0, 99]]), "not what save writes"),
+        (_spec(0, grown=[[True, 99]]), "not what save writes"),
+        (_spec(0, grown=[[1, 99, 3]]), "spec of layer 0 is malformed"),
+        (_spec(0, grown=[["a", 99]]), "spec of layer 0 is malformed"),
+        (_spec(0, grown=5), "spec of layer 0 is malformed"),
+        (_spec(0, grown=[5]), "spec of layer 0 is malformed"),
+        (lambda p, m: m["specs"][0].pop("grown"), "not what save writes"),
+        (_spec(0, kind={"kind": "dense", "extra": 1}), "spec of layer 0 is malformed"),
+        (_tensor("target.0.weight", lambda w: w.to(torch.complex128)), "is complex128"),
+        (_tensor("target.0.weight", lambda w: (w * 100).to(torch.int64)), "is int64"),
+        (_tensor("target.0.weight", lambda w: w.to(torch.float16)), "is float16"),
+        (_tensor("target.0.weight", lambda w: w.to(torch.bfloat16)), "is bfloat16"),
+        (_tensor("target.1.bias", lambda b: b.to(torch.complex64)), "is complex64"),
+        (_tensor("target.0.weight", torch.nn.Parameter), "not a plain dense tensor"),
+        (lambda p, m: p.update(extra=torch.zeros(1)), "unknown key 'extra'"),
+        (lambda p, m: p.update({"target.2.weight": torch.zeros(1)}), "unknown key"),
+        (_drop_bias_spec_keeps_tensor, "unknown key 'target.0.bias'"),
+        (_set(note="hi"), "unknown metadata field 'note'"),
+        (_set(solver=5), "solver must be one printable line"),
+        (_set(solver="auto\n  certified error 1e-9"), "solver must be one printable line"),
+        (_set(solver="x" * 201), "solver must be one printable line"),
+        (_pop_field("solver"), "field 'solver' is missing"),
+        (lambda p, m: p.update(format_version=2.0), "format version 2.0 is not 2"),
+        (lambda p, m: p.update(format_version=True), "format version True is not 2"),
+        (_mask_padding, "a mask has bits set past its shape"),
     ],
 )
 def test_each_malformed_field_is_refused_by_name(saved, tmp_path, edit, needle):
@@ -235,3 +302,31 @@ def test_a_folder_is_neither_loaded_nor_overwritten(saved, tmp_path):
     ticket = sslth.load(saved, samples=50)
     with pytest.raises(NotATicketError, match="is a folder"):
         ticket.save(tmp_path)
+
+
+def test_a_sparse_tensor_is_refused_before_its_digest_is_read(saved, tmp_path):
+    """The digest reads a tensor's bytes: a sparse one (which no forger can digest either) is
+    refused by name first, not with torch's error."""
+    forged = _forge(
+        saved, tmp_path, _tensor("target.0.weight", torch.Tensor.to_sparse), digest=False
+    )
+    with pytest.raises(NotATicketError, match="'target.0.weight' is not a plain dense tensor"):
+        sslth.load(forged, samples=50)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        _spec(0, grown=[[99, -5]]),
+        _spec(0, grown=[[0, 0]]),
+        _tensor("target.0.weight", lambda w: w.to(torch.complex128)),
+        _set(note="hi"),
+    ],
+)
+def test_verify_refuses_a_malformed_file_in_one_line_with_exit_2(saved, tmp_path, capsys, edit):
+    from sslth.cli import main
+
+    forged = _forge(saved, tmp_path, edit)
+    assert main(["verify", str(forged), "--samples", "16"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sslth: error: ") and len(err.strip().splitlines()) == 1
