@@ -375,16 +375,16 @@ def test_a_block_without_k_neurons_of_a_sign_makes_the_search_grow_it(monkeypatc
     """The planner's n can draw a block with fewer than k neurons of a sign (for a 1→4 target
     at radius 1e-3 about 1 seed in 100 did, and raised "impossible k"). Here the plan is forced
     to n = 1, where 2-neuron blocks miss a sign half the time: those blocks must grow."""
-    import sslth.search.loop as loop
+    import sslth.search.plan as planner
 
-    real_plan = loop.plan_layer
+    real_plan = planner.plan_layer
     calls = []
 
     def tiny_first_plan(*args, **kwargs):
         calls.append(1)
         return (1, 1) if len(calls) == 1 else real_plan(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "plan_layer", tiny_first_plan)
+    monkeypatch.setattr(planner, "plan_layer", tiny_first_plan)
     target = [torch.full((4, 3), 0.05)]
     ticket = sslth.prune(
         target, 0.1, 1.0, radius=1e-3, refine=False, progress=False, empirical_samples=100

@@ -30,7 +30,7 @@ from sslth.progress import Progress
 from sslth.rounding import DTYPES, arithmetic_of
 from sslth.search.layer import BlockTooSmall, LayerSolution, repair, solve_layer, tighten
 from sslth.search.options import PruneOptions
-from sslth.search.plan import SAFETY, LayerPlan, choose_k, initial_tolerances, plan_layer
+from sslth.search.plan import SAFETY, LayerPlan, sizes
 from sslth.target import Target
 
 MAX_ROUNDS = 8
@@ -109,7 +109,7 @@ class Search:
 
     # ---------------------------------------------------------------- plan
     def plan(self) -> list[LayerPlan]:
-        """Choose each layer's n, k and tolerance (see :mod:`sslth.search.plan`).
+        """Choose each layer's n, k and tolerance (:func:`sslth.search.plan.sizes`).
 
         Raises:
             TicketNotFound: no random network within ``max_random_params`` is predicted to
@@ -117,34 +117,17 @@ class Search:
         """
         start = time.perf_counter()
         options = self.options
-        tolerances, self.budgets = initial_tolerances(self.target, options.epsilon, options.radius)
-        plans = []
-        for i, layer in enumerate(self.target.layers):
-            fixed_k = None if self.fixed_k is None else self.fixed_k[i]
-            if self.fixed_n is not None:
-                k = (
-                    fixed_k
-                    if fixed_k is not None
-                    else max(1, choose_k(layer, self.fixed_n[i], options.density))
-                )
-                plans.append(LayerPlan(self.fixed_n[i], k, tolerances[i], self.budgets[i]))
-                continue
-            sizes = plan_layer(
-                layer,
-                options.density,
-                tolerances[i],
-                k=fixed_k,
-                max_params=options.max_random_params,
-            )
-            if sizes is None:
+        plans = sizes(self.target, options)
+        for i, (layer, plan) in enumerate(zip(self.target.layers, plans, strict=True)):
+            if not plan.found:
                 raise TicketNotFound(
                     f"layer {i + 1} ({layer.d_in}->{layer.d_out}): no random network of at "
                     f"most {options.max_random_params:,} parameters is predicted to reach "
                     f"density {options.density:g} with per-weight tolerance "
-                    f"{tolerances[i]:.3g} (from ε = {options.epsilon:g}); raise density or ε, "
+                    f"{plan.tolerance:.3g} (from ε = {options.epsilon:g}); raise density or ε, "
                     "or max_random_params"
                 )
-            plans.append(LayerPlan(sizes[0], sizes[1], tolerances[i], self.budgets[i]))
+        self.budgets = [plan.budget for plan in plans]
         self.states = [LayerState(p.n, p.k, p.tolerance) for p in plans]
         self.clock("plan", start)
         return plans

@@ -22,21 +22,32 @@ from functools import lru_cache
 import torch
 
 from sslth import theory
+from sslth.search.options import PruneOptions
 from sslth.target import Target, TargetLayer
 
 SAFETY = 0.9  # fraction of ε the first attempt aims for: the rest absorbs second-order terms
 MAX_PICKS = 12  # larger k makes the exact search enumerate far more, for little gain in n
 NEURON_GROWTH = 1.04  # step of the candidate n beyond 64 (below it, every n is tried)
+# a k is allowed when the *expected* kept weights are within this fraction of density · m: the
+# measured density of one draw scatters around its expectation, and the margin keeps the first
+# round under the limit instead of paying a round to trade a pick (docs/design.md, "Sizes")
+DENSITY_MARGIN = 0.98
 
 
 @dataclass(frozen=True)
 class LayerPlan:
     """The planner's choice for one layer: sizes, per-weight tolerance and error budget."""
 
-    n: int  # neurons per input: a block holds 2n hidden neurons
-    k: int  # picks per (weight, sign)
+    n: int | None  # neurons per input: a block holds 2n hidden neurons (None: see ``found``)
+    k: int | None  # picks per (weight, sign)
     tolerance: float  # per-weight target tolerance δ_i
     budget: float  # the layer's first-order share of ε
+
+    @property
+    def found(self) -> bool:
+        """False when no random pair within ``max_random_params`` is predicted to serve the
+        layer (prune refuses such a request; plan shows what it would need)."""
+        return self.n is not None
 
 
 def random_params(layer: TargetLayer, n: int) -> int:
@@ -69,13 +80,18 @@ def thin_block_neurons(n: int, blocks: int) -> float:
     return n - math.sqrt(2 * math.log(2 * blocks)) * math.sqrt(n / 2)
 
 
+def density_allows(layer: TargetLayer, n: int, k: int, density: float) -> bool:
+    """Whether k picks at n neurons per input keep the expected density within the request,
+    with the margin ``DENSITY_MARGIN`` (the one test of a k against the density)."""
+    return expected_kept(layer, n, k) <= random_params(layer, n) * density * DENSITY_MARGIN
+
+
 def largest_k(layer: TargetLayer, n: int, density: float) -> int:
-    """Largest k <= n/2 whose expected density is at most ``density`` (0 if none)."""
-    limit = random_params(layer, n) * density * 0.98
+    """Largest k <= n/2 that :func:`density_allows` (0 if none)."""
     low, high = 0, max(1, n // 2)
     while low < high:
         mid = (low + high + 1) // 2
-        if expected_kept(layer, n, mid) <= limit:
+        if density_allows(layer, n, mid, density):
             low = mid
         else:
             high = mid - 1
@@ -156,10 +172,41 @@ def plan_layer(
         pick = k if k is not None else choose_k(layer, n, density)
         if pick < 1 or 2 * pick > 2 * n:
             continue
-        if k is not None and expected_kept(layer, n, pick) > density * random_params(layer, n):
+        if k is not None and not density_allows(layer, n, pick, density):
             continue
         if predicted_solvable(n, pick, tolerance, z_max, instances, layer.d_in + int(has_bias)):
             return n, pick
+
+
+def sizes(target: Target, options: PruneOptions) -> list[LayerPlan]:
+    """Each layer's n, k, tolerance and budget: what :func:`sslth.prune` starts from and what
+    :func:`sslth.plan` shows (the one place n and k are chosen from a request).
+
+    Args:
+        target: the target.
+        options: the request; ``n`` and ``k`` fixed by the caller are taken as given (a k
+            missing beside a fixed n is :func:`choose_k`'s, at least 1).
+
+    Returns:
+        One :class:`LayerPlan` per layer; a layer no random pair within
+        ``options.max_random_params`` is predicted to serve has ``n = k = None``.
+    """
+    tolerances, budgets = initial_tolerances(target, options.epsilon, options.radius)
+    depth = len(target.layers)
+    fixed_n, fixed_k = options.per_layer("n", depth), options.per_layer("k", depth)
+    plans = []
+    for i, layer in enumerate(target.layers):
+        k = None if fixed_k is None else fixed_k[i]
+        if fixed_n is not None:
+            n = fixed_n[i]
+            size = (n, k if k is not None else max(1, choose_k(layer, n, options.density)))
+        else:
+            size = plan_layer(
+                layer, options.density, tolerances[i], k=k, max_params=options.max_random_params
+            )
+        n, k = size if size is not None else (None, None)
+        plans.append(LayerPlan(n, k, tolerances[i], budgets[i]))
+    return plans
 
 
 def layer_radii(target: Target, radius: float, norms: list[float]) -> list[float]:

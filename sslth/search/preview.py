@@ -50,10 +50,10 @@ from sslth.search.options import PruneOptions
 from sslth.search.plan import (
     choose_k,
     expected_kept,
-    initial_tolerances,
     instance_count,
     plan_layer,
     random_params,
+    sizes,
 )
 from sslth.subset_sum import make_solver, solve
 from sslth.subset_sum.api import DEFAULT_MEMORY_BUDGET
@@ -190,28 +190,6 @@ def _shape(layer: TargetLayer) -> str:
         kh, kw = layer.kind.kernel
         return f"conv {layer.d_in}->{layer.d_out} {kh}x{kw}"
     return f"{layer.d_in}->{layer.d_out}"
-
-
-def _sizes(
-    target: Target, options: PruneOptions, tolerances: list[float]
-) -> list[tuple[int, int] | None]:
-    """Each layer's (n, k) as :meth:`sslth.search.loop.Search.plan` chooses them (None where no
-    size within ``max_random_params`` is predicted to work, which makes prune refuse)."""
-    depth = len(target.layers)
-    fixed_n, fixed_k = options.per_layer("n", depth), options.per_layer("k", depth)
-    sizes: list[tuple[int, int] | None] = []
-    for i, layer in enumerate(target.layers):
-        k = None if fixed_k is None else fixed_k[i]
-        if fixed_n is not None:
-            n = fixed_n[i]
-            sizes.append((n, k if k is not None else max(1, choose_k(layer, n, options.density))))
-            continue
-        sizes.append(
-            plan_layer(
-                layer, options.density, tolerances[i], k=k, max_params=options.max_random_params
-            )
-        )
-    return sizes
 
 
 # ------------------------------------------------------------------------------ memory
@@ -538,13 +516,10 @@ def plan(target, epsilon: float, density: float, *, calibrate: bool = True, **op
     target = as_target(target, input_shape=opts.input_shape)
     device = resolve_device(opts.device)
     solver = make_solver(opts.method)
-    tolerances, _ = initial_tolerances(target, opts.epsilon, opts.radius)
-    sizes = _sizes(target, opts, tolerances)
     depth = len(target.layers)
     layers = []
-    for i, (layer, tolerance, size) in enumerate(
-        zip(target.layers, tolerances, sizes, strict=True)
-    ):
+    for i, (layer, planned) in enumerate(zip(target.layers, sizes(target, opts), strict=True)):
+        tolerance = planned.tolerance
         target_params = layer.weight.numel() + (0 if layer.bias is None else layer.bias.numel())
         paper_n = (
             theory.paper_neurons_per_input(
@@ -561,7 +536,7 @@ def plan(target, epsilon: float, density: float, *, calibrate: bool = True, **op
             target_params=target_params,
             paper_n=paper_n,
         )
-        if size is None:
+        if not planned.found:
             beyond = plan_layer(layer, opts.density, tolerance, max_params=BEYOND_PARAMS)
             layers.append(
                 LayerPreview(
@@ -578,7 +553,7 @@ def plan(target, epsilon: float, density: float, *, calibrate: bool = True, **op
                 )
             )
             continue
-        n, k = size
+        n, k = planned.n, planned.k
         params = random_params(layer, n)
         calibration = (
             calibrate_layer(layer, i, n, k, tolerance, seed=opts.seed, device=device, solver=solver)
