@@ -44,7 +44,7 @@ def _prune_and_print(target, options: PruneOptions) -> tuple[int, sslth.Ticket |
     """Prune and print the ticket's report; when no ticket meets the request, print the best
     one's report (if the search got that far) and the reason, and return exit code 1."""
     try:
-        ticket = sslth.prune(target, **vars(options))
+        ticket = sslth.prune(target, options)
     except TicketNotFound as error:
         print(f"sslth: {error}", file=sys.stderr)
         if error.best is not None and error.best.report is not None:
@@ -102,10 +102,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     options = config.options({**overrides(PruneOptions, args), "progress": False})
     _, target = load_target(config, options)
-    settings_ = {k: v for k, v in vars(options).items() if k not in ("epsilon", "density")}
-    result = plan(
-        target, options.epsilon, options.density, calibrate=not args.no_calibrate, **settings_
-    )
+    result = plan(target, options, calibrate=not args.no_calibrate)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result)
     return EXIT_OK if result.within_limits else EXIT_NOT_FOUND
 
@@ -156,12 +153,12 @@ def verification_problems(ticket: sslth.Ticket) -> list[str]:
     """What is wrong with a loaded ticket, recomputed (empty when nothing is)."""
     report, stored = ticket.report, ticket.stored_report
     problems = []
-    if report.certified_error > ticket.epsilon:
+    if not report.meets_epsilon:  # the report is recomputed at ticket.epsilon
         problems.append(
             f"recomputed certified error {report.certified_error:.6g} exceeds the stored "
             f"ε = {ticket.epsilon:g}"
         )
-    if report.density > ticket.density_limit:
+    if not report.meets_density:
         problems.append(
             f"recomputed density {report.density:.6g} exceeds the requested "
             f"{ticket.density_limit:g}"

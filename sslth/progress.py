@@ -15,10 +15,13 @@ from typing import TextIO
 
 from tqdm.auto import tqdm
 
+TICKER_NAME = "sslth-progress-ticker"
+
 
 class Progress:
     """A progress bar over subset-sum instances (or any unit of work), safe to update from
-    worker threads.
+    worker threads. A context manager: ``with Progress(...) as progress:`` closes the bar and
+    stops its ticker thread however the block ends.
 
     Args:
         enabled: draw the bar and print the events (``prune(progress=...)``).
@@ -46,7 +49,9 @@ class Progress:
         self._stop = threading.Event()
         self._ticker = None
         if enabled:
-            self._ticker = threading.Thread(target=self._tick, args=(tick,), daemon=True)
+            self._ticker = threading.Thread(
+                target=self._tick, args=(tick,), name=TICKER_NAME, daemon=True
+            )
             self._ticker.start()
 
     def _tick(self, tick: float) -> None:
@@ -75,7 +80,14 @@ class Progress:
         if self.enabled:
             tqdm.write(f"sslth: {text}", file=self.stream)
 
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
+        """Stop the ticker thread and close the bar (idempotent)."""
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join()

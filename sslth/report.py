@@ -11,6 +11,7 @@ import sslth
 from sslth.certify import Certificate, PairOperator
 from sslth.construct import PairSpec, input_of_neuron
 from sslth.target import Target
+from sslth.verdicts import measured_density, meets_density, meets_epsilon
 
 
 @dataclass
@@ -71,11 +72,11 @@ class Report:
 
     @property
     def meets_epsilon(self) -> bool:
-        return self.certified_error <= self.epsilon
+        return meets_epsilon(self.certified_error, self.epsilon)
 
     @property
     def meets_density(self) -> bool:
-        return self.density <= self.density_limit
+        return meets_density(self.density, self.density_limit)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -187,7 +188,7 @@ def layer_report(
         hidden=spec.hidden,
         random_params=spec.dense_params,
         kept_params=kept,
-        density=kept / spec.dense_params,
+        density=measured_density(kept, spec.dense_params),
         tolerance=float(tolerance),
         max_weight_error=float(errors.max()),
         mean_weight_error=float(errors.mean()),
@@ -224,7 +225,7 @@ def build_report(
         rounding_error=certificate.rounding,
         arithmetic=certificate.arithmetic,
         empirical_error=empirical,
-        density=kept / random_params,
+        density=measured_density(kept, random_params),
         density_limit=float(density_limit),
         density_block=kept / block_params,
         random_params=random_params,

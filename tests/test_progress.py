@@ -1,10 +1,17 @@
-"""sslth.progress: the bar and its events go to stderr, and a percentage never falls within a
-step (each step restarts the bar under its reason instead of growing one total)."""
+"""sslth.progress: the bar and its events go to stderr, a percentage never falls within a
+step (each step restarts the bar under its reason instead of growing one total), and the bar's
+ticker thread never outlives a prune."""
 
 import io
 import re
+import threading
+import time
 
-from sslth.progress import Progress
+import pytest
+
+import sslth
+from sslth.config import random_target
+from sslth.progress import TICKER_NAME, Progress
 
 
 def _percentages(text: str) -> list[tuple[str, int]]:
@@ -58,3 +65,35 @@ def test_the_default_stream_is_stderr(capsys):
     progress.close()
     out, err = capsys.readouterr()
     assert out == "" and "sslth: to stderr" in err
+
+
+def _tickers() -> set[threading.Thread]:
+    """sslth's own ticker threads (tqdm keeps one monitor thread per process: not ours)."""
+    return {t for t in threading.enumerate() if t.name == TICKER_NAME}
+
+
+def test_the_context_manager_stops_the_ticker_even_on_an_error():
+    before = _tickers()
+    with pytest.raises(RuntimeError, match="inside"):
+        with Progress(True, "test") as progress:
+            assert _tickers() - before, "an enabled bar runs a ticker thread"
+            raise RuntimeError("inside")
+    assert progress._stop.is_set()
+    assert _tickers() == before
+
+
+@pytest.mark.parametrize(
+    "options,error",
+    [
+        ({"n": 2, "k": 5}, sslth.ConfigError),  # raised by the solve, after the bar started
+        ({"max_random_params": 10}, sslth.TicketNotFound),  # raised by the plan
+    ],
+)
+def test_a_failing_prune_leaves_no_thread_behind(options, error, capsys):
+    before = _tickers()
+    with pytest.raises(error):
+        sslth.prune(random_target([3, 2]), 0.1, 1.0, progress=True, **options)
+    deadline = time.monotonic() + 5  # a stopped ticker ends within one tick (0.5 s)
+    while _tickers() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _tickers() - before == set()

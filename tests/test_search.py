@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -15,7 +16,8 @@ from sslth import theory
 from sslth.certify import Certificate, LayerCertificate
 from sslth.config import random_target
 from sslth.construct import PairSpec
-from sslth.search import loop
+from sslth.device import resolve_device
+from sslth.search import _ticket, loop
 from sslth.search.layer import LayerSolution, solve_layer
 from sslth.search.options import PruneOptions
 from sslth.search.plan import (
@@ -31,6 +33,7 @@ from sslth.search.plan import (
     random_params,
     thin_block_neurons,
 )
+from sslth.subset_sum import make_solver
 from sslth.target import as_target
 
 # ---------------------------------------------------------------- the planner's rules
@@ -288,3 +291,48 @@ def test_layer_solution_matches_a_fresh_solve_of_its_rows():
         chosen[rng.randrange(8), rng.randrange(10)] = True
     part._solve({1: chosen}, attempt=0)
     assert torch.equal(part.signs[1].positions[chosen], full.signs[1].positions[chosen])
+
+
+# ---------------------------------------------------------------- one request, refine
+def test_a_prune_options_passes_whole_and_gives_the_same_ticket():
+    target = random_target([3, 4, 2], seed=5)
+    settings = dict(seed=2, progress=False, empirical_samples=200)
+    by_keywords = sslth.prune(target, 0.05, 0.3, **settings)
+    whole = sslth.prune(target, PruneOptions(epsilon=0.05, density=0.3, **settings))
+    assert whole.report.certified_error == by_keywords.report.certified_error
+    for a, b in zip(whole.masks, by_keywords.masks, strict=True):
+        assert a.kept_neurons.equal(b.kept_neurons) and a.second.equal(b.second)
+    whole_plan = sslth.plan(target, PruneOptions(epsilon=0.05, density=0.3), calibrate=False)
+    keyword_plan = sslth.plan(target, 0.05, 0.3, calibrate=False)
+    assert [(p.n, p.k, p.tolerance) for p in whole_plan.layers] == [
+        (p.n, p.k, p.tolerance) for p in keyword_plan.layers
+    ]
+
+
+@pytest.mark.parametrize("call", [sslth.prune, sslth.plan])
+def test_a_prune_options_mixed_with_keywords_is_refused(call):
+    options = PruneOptions(epsilon=0.05, density=0.3, progress=False)
+    with pytest.raises(sslth.ConfigError, match="either a PruneOptions or"):
+        call(random_target([3, 2]), options, seed=1)
+    with pytest.raises(sslth.ConfigError, match="either a PruneOptions or"):
+        call(random_target([3, 2]), options, 0.3)
+
+
+def test_refine_returns_a_certified_candidate():
+    """refine's candidate carries its own certificate and measured density (it once was a
+    placeholder with bound 0): they match the report recomputed from the ticket's masks."""
+    target = random_target([4, 6, 3], seed=7)
+    options = PruneOptions(epsilon=0.05, density=0.3, progress=False, empirical_samples=200)
+    search = loop.Search(
+        sslth.as_target(target), options, resolve_device("cpu"), make_solver(options.method)
+    )
+    search.plan()
+    first = search.run()
+    assert first.meets_epsilon and first.meets_density
+    refined = search.refine()
+    assert refined.meets_epsilon and refined.meets_density and refined.bound > 0
+    assert [n for n, _, _ in refined.sizes] <= [n for n, _, _ in first.sizes]
+    report = _ticket(search, refined, time.perf_counter()).report
+    assert report.certified_error == pytest.approx(refined.bound, rel=1e-9)
+    assert report.n == [n for n, _, _ in refined.sizes]
+    assert report.density <= options.density

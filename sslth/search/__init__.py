@@ -18,34 +18,32 @@ import time
 from tqdm.auto import tqdm
 
 from sslth.device import intra_op_threads, resolve_device
-from sslth.errors import ConfigError, TicketNotFound
+from sslth.errors import TicketNotFound
 from sslth.options import describe
+from sslth.progress import Progress
 from sslth.rounding import DTYPES
 from sslth.search.loop import Candidate, Search
-from sslth.search.options import PruneOptions
+from sslth.search.options import PruneOptions, as_options
 from sslth.search.plan import SAFETY
-from sslth.search.refine import refine
 from sslth.subset_sum import make_solver
 from sslth.target import as_target
 from sslth.ticket import Ticket
 
 
-def prune(target, epsilon: float, density: float, **options) -> Ticket:
+def prune(target, epsilon: float | PruneOptions, density: float | None = None, **options) -> Ticket:
     start = time.perf_counter()
-    options = _options(epsilon, density, options)
+    options = as_options(epsilon, density, options, caller="prune")
     target = as_target(target, input_shape=options.input_shape)
+    device, solver = resolve_device(options.device), make_solver(options.method)
     with intra_op_threads(1):
-        search = Search(
-            target, options, resolve_device(options.device), make_solver(options.method)
-        )
-        search.plan()
-        best = search.run()
-        if options.refine and search.fixed_n is None and best.score[0] == 0:
-            if best.bound <= options.epsilon:
-                begin = time.perf_counter()
-                best = refine(search)
-                search.clock("refine", begin)
-        search.progress.close()
+        # the bar's ticker thread stops however the search ends (an error included)
+        with Progress(options.progress, "sslth: solving") as progress:
+            search = Search(target, options, device, solver, progress)
+            search.plan()
+            best = search.run()
+            if options.refine and search.fixed_n is None:
+                if best.meets_epsilon and best.meets_density:
+                    best = search.refine()
         return _ticket(search, best, start)
 
 
@@ -57,7 +55,8 @@ prune.__doc__ = f"""Find a mask of a random 2l-layer network whose subnetwork ap
         target: an ``nn.Sequential`` of ``nn.Linear`` and ``nn.ReLU`` (see
             :func:`sslth.as_target`), or a list of weights or (weight, bias) pairs. It is only
             read, never modified.
-        epsilon, density: see below.
+        epsilon, density: see below; or, instead of them and ``options``, a whole
+            :class:`sslth.PruneOptions` as ``epsilon`` (``prune(target, options)``).
         **options: the fields of :class:`sslth.PruneOptions`:
 
 {describe(PruneOptions, indent=12)}
@@ -71,17 +70,6 @@ prune.__doc__ = f"""Find a mask of a random 2l-layer network whose subnetwork ap
         ConfigError: an unknown or invalid option (the message names it).
         TargetError: a target sslth cannot take (the message names the layer).
     """
-
-
-def _options(epsilon, density, options: dict) -> PruneOptions:
-    known = {name for name in PruneOptions.__dataclass_fields__}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown prune option {', '.join(map(repr, unknown))} "
-            f"(options: {', '.join(sorted(known - {'epsilon', 'density'}))})"
-        )
-    return PruneOptions(epsilon=epsilon, density=density, **options)
 
 
 def _ticket(search: Search, best: Candidate, start: float) -> Ticket:
@@ -124,7 +112,7 @@ def _ticket(search: Search, best: Candidate, start: float) -> Ticket:
             f"certified to this ε. {remedy}",
             best=ticket,
         )
-    if report.certified_error > options.epsilon or report.density > options.density:
+    if not (report.meets_epsilon and report.meets_density):
         sizes = best.sizes
         raise TicketNotFound(
             f"no ticket met ε = {options.epsilon:g} at density <= {options.density:g}: the best "

@@ -31,7 +31,9 @@ from sslth.rounding import DTYPES, arithmetic_of
 from sslth.search.layer import BlockTooSmall, LayerSolution, repair, solve_layer, tighten
 from sslth.search.options import PruneOptions
 from sslth.search.plan import SAFETY, LayerPlan, sizes
+from sslth.search.refine import refinable, smaller_sizes
 from sslth.target import Target
+from sslth.verdicts import measured_density, meets_density, meets_epsilon
 
 MAX_ROUNDS = 8
 GROW_ON_DENSITY = 1.25  # n growth when the density is over and k cannot drop
@@ -50,13 +52,15 @@ class LayerState:
     repaired: bool = False  # the solution's unsolved instances had their exact re-solve
 
     def density(self) -> float:
-        return self.solution.kept() / self.solution.spec.dense_params
+        return measured_density(self.solution.kept(), self.solution.spec.dense_params)
 
 
 @dataclass
 class Candidate:
-    """A complete set of layer solutions and what it reached."""
+    """A complete set of layer solutions and what it reached: its certified bound and measured
+    density, and the verdicts on them."""
 
+    meets_epsilon: bool
     meets_density: bool
     bound: float
     solutions: list[LayerSolution]
@@ -87,7 +91,14 @@ def layer_share(certificate: Certificate, i: int) -> float:
 class Search:
     """The state of one prune: per-layer sizes and solutions, the best candidate so far."""
 
-    def __init__(self, target: Target, options: PruneOptions, device: torch.device, solver) -> None:
+    def __init__(
+        self,
+        target: Target,
+        options: PruneOptions,
+        device: torch.device,
+        solver,
+        progress: Progress | None = None,
+    ) -> None:
         self.target = target
         self.options = options
         self.device = device
@@ -105,7 +116,8 @@ class Search:
         )
         self.best: Candidate | None = None
         self.timings: dict[str, float] = {}
-        self.progress = Progress(options.progress, "sslth: solving")
+        # the caller opens and closes the bar (prune: ``with Progress(...)``); none: silent
+        self.progress = progress if progress is not None else Progress(False, "")
 
     # ---------------------------------------------------------------- plan
     def plan(self) -> list[LayerPlan]:
@@ -145,7 +157,7 @@ class Search:
                 f"ε = {self.options.epsilon:g}), density {self.density():.4g} "
                 f"(limit {self.options.density:g})"
             )
-            if candidate.bound <= self.options.epsilon and candidate.meets_density:
+            if candidate.meets_epsilon and candidate.meets_density:
                 break
             if self.certificate.rounding >= SAFETY * self.options.epsilon:
                 break  # only a different arithmetic helps: prune() says which
@@ -178,27 +190,36 @@ class Search:
             TicketNotFound: no larger network within the limits has such blocks filled.
         """
         start = time.perf_counter()
-        for i, (layer, state) in enumerate(zip(self.target.layers, self.states, strict=True)):
+        for i, state in enumerate(self.states):
             if state.solution is not None:
                 continue
             while state.solution is None:
                 try:
-                    state.solution = solve_layer(
-                        self.spec(i, state.n),
-                        layer,
-                        state.k,
-                        state.tolerance,
-                        index=i,
-                        device=self.device,
-                        solver=self.solver,
-                        workers=self.workers,
-                        grow_blocks=self.fixed_n is None,
-                        progress=self.progress,
-                    )
+                    state.solution = self.solve(i, state.n, state.k, state.tolerance)
                 except BlockTooSmall as error:
                     self.fill_blocks(i, error)
             state.repaired = False
         self.clock("solve", start)
+
+    def solve(self, i: int, n: int, k: int, tolerance: float) -> LayerSolution:
+        """Draw layer i's pair at n and solve every instance with k picks within
+        ``tolerance`` (blocks short of k neurons of a sign grow unless the caller fixed n).
+
+        Raises:
+            BlockTooSmall: a block has fewer than k neurons of a sign and cannot grow.
+        """
+        return solve_layer(
+            self.spec(i, n),
+            self.target.layers[i],
+            k,
+            tolerance,
+            index=i,
+            device=self.device,
+            solver=self.solver,
+            workers=self.workers,
+            grow_blocks=self.fixed_n is None,
+            progress=self.progress,
+        )
 
     def fill_blocks(self, i: int, error: BlockTooSmall) -> None:
         """With n fixed by the caller, a block of layer i's random pair has fewer than k
@@ -223,23 +244,28 @@ class Search:
 
     def density(self) -> float:
         kept = sum(state.solution.kept() for state in self.states)
-        return kept / sum(state.solution.spec.dense_params for state in self.states)
+        return measured_density(kept, sum(s.solution.spec.dense_params for s in self.states))
 
     def certify(self) -> Certificate:
         operators = [state.solution.operator() for state in self.states]
         return certify_operators(self.target, operators, self.options.radius, self.arithmetic)
 
-    def evaluate(self) -> Candidate:
-        """Certify the current solutions, remember the best candidate, and return this one."""
-        start = time.perf_counter()
+    def candidate(self) -> Candidate:
+        """The current solutions as a candidate: certified (``self.certificate``) and measured."""
         self.certificate = self.certify()
-        self.clock("search certify", start)
-        candidate = Candidate(
-            self.density() <= self.options.density,
+        return Candidate(
+            meets_epsilon(self.certificate.bound, self.options.epsilon),
+            meets_density(self.density(), self.options.density),
             self.certificate.bound,
             [state.solution for state in self.states],
             [(s.n, s.k, s.tolerance) for s in self.states],
         )
+
+    def evaluate(self) -> Candidate:
+        """Certify the current solutions, remember the best candidate, and return this one."""
+        start = time.perf_counter()
+        candidate = self.candidate()
+        self.clock("search certify", start)
         if self.best is None or candidate.score < self.best.score:
             self.best = candidate
         return candidate
@@ -296,6 +322,57 @@ class Search:
         low, high = TIGHTEN_RANGE
         state.tolerance = state.tolerance * max(low, min(high, ratio))
         self._timed(tighten, state.solution, state.tolerance, self.solver)
+
+    def refine(self) -> Candidate:
+        """After a success: shrink n of the small layers, one size of
+        :func:`~sslth.search.refine.smaller_sizes` at a time, keeping each while the ticket
+        still meets ε and the density and the layer stays within its budget.
+
+        Returns:
+            The last candidate that met every condition, certified and measured like any other
+            (also ``self.best``; the states hold its solutions).
+        """
+        start = time.perf_counter()
+        self.restore(self.best)
+        for i, layer in enumerate(self.target.layers):
+            if not refinable(layer):
+                continue
+            fixed_k = None if self.fixed_k is None else self.fixed_k[i]
+            state = self.states[i]
+            for n, k in smaller_sizes(layer, state.n, fixed_k, self.options.density):
+                if not self._try_size(i, n, k):
+                    break
+        self.clock("refine", start)
+        return self.best
+
+    def _try_size(self, i: int, n: int, k: int) -> bool:
+        """Solve layer i at (n, k); keep it (the new best) if the ticket still meets ε and the
+        density and the layer's share stays within its budget, else put the old one back."""
+        state = self.states[i]
+        self.progress.event(f"refine: layer {i + 1}, n {state.n} → {n}")
+        try:
+            solution = self.solve(i, n, k, state.tolerance)
+        except BlockTooSmall:
+            return False
+        before = (state.n, state.k, state.solution)
+        state.n, state.k, state.solution = n, k, solution
+        candidate = self.candidate()
+        if (
+            candidate.meets_epsilon
+            and candidate.meets_density
+            and layer_share(self.certificate, i) <= self.budgets[i]
+        ):
+            self.best = candidate
+            return True
+        state.n, state.k, state.solution = before
+        return False
+
+    def restore(self, candidate: Candidate) -> None:
+        """Put the states on ``candidate``'s solutions and sizes."""
+        for state, solution, (n, k, tolerance) in zip(
+            self.states, candidate.solutions, candidate.sizes, strict=True
+        ):
+            state.n, state.k, state.tolerance, state.solution = n, k, tolerance, solution
 
     def _redraw(self, state: LayerState) -> None:
         state.solution = None

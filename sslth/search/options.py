@@ -115,3 +115,45 @@ class PruneOptions:
         if not isinstance(self.method, str):
             data["method"] = repr(self.method)
         return data
+
+
+def as_options(
+    epsilon: float | PruneOptions,
+    density: float | None,
+    keywords: dict[str, Any],
+    *,
+    caller: str,
+    extra: tuple[str, ...] = (),
+) -> PruneOptions:
+    """The one request of ``prune`` and ``plan``: a :class:`PruneOptions` passed whole, or
+    ε, the density and keywords built into one (the one check of unknown keywords).
+
+    Args:
+        epsilon: ε, or a whole :class:`PruneOptions` (then ``density`` and ``keywords`` must
+            be empty).
+        density: the density limit (with a float ε).
+        keywords: the other fields of :class:`PruneOptions`.
+        caller: the function's name, for the messages.
+        extra: the caller's own keywords, named in the message of an unknown one.
+
+    Returns:
+        The validated options.
+
+    Raises:
+        ConfigError: a keyword that is no option, a PruneOptions mixed with other arguments,
+            or an invalid value (the message names it).
+    """
+    if isinstance(epsilon, PruneOptions):
+        if density is not None or keywords:
+            raise ConfigError(
+                f"{caller}: pass either a PruneOptions or epsilon, density and keywords, not both"
+            )
+        return epsilon
+    known = set(PruneOptions.__dataclass_fields__)
+    unknown = sorted(set(keywords) - known)
+    if unknown:
+        names = sorted(known - {"epsilon", "density"}) + list(extra)
+        raise ConfigError(
+            f"unknown {caller} option {', '.join(map(repr, unknown))} (options: {', '.join(names)})"
+        )
+    return PruneOptions(epsilon=epsilon, density=density, **keywords)

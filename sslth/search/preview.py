@@ -42,11 +42,10 @@ from sslth import theory
 from sslth.certify import PairOperator, empirical_error
 from sslth.construct import PairSpec, layer_seed
 from sslth.device import available_cores, resolve_device
-from sslth.errors import ConfigError
 from sslth.kinds import Conv2d
 from sslth.search.instances import BlockDraw, instance_rows, lay_out, target_values
 from sslth.search.layer import BLOCK_GROWTH, DRAW_CACHE_BYTES, GROUP_INSTANCES
-from sslth.search.options import PruneOptions
+from sslth.search.options import PruneOptions, as_options
 from sslth.search.plan import (
     choose_k,
     expected_kept,
@@ -481,14 +480,22 @@ def report_seconds(target: Target, options: PruneOptions, device: torch.device) 
 # -------------------------------------------------------------------------------- plan
 
 
-def plan(target, epsilon: float, density: float, *, calibrate: bool = True, **options) -> Plan:
+def plan(
+    target,
+    epsilon: float | PruneOptions,
+    density: float | None = None,
+    *,
+    calibrate: bool = True,
+    **options,
+) -> Plan:
     """What :func:`sslth.prune` would start from for this request, and what it would cost,
     without running it.
 
     Args:
         target: anything :func:`sslth.prune` takes (an ``nn.Sequential``, a list of weights or
             (weight, bias) pairs, …).
-        epsilon, density: the request, as for :func:`sslth.prune`.
+        epsilon, density: the request, as for :func:`sslth.prune`; or a whole
+            :class:`sslth.PruneOptions` as ``epsilon`` (``plan(target, options)``).
         calibrate: measure this device's solve rate on a sample of each layer's instances to
             estimate the time (a second or so per layer); False skips it (no time estimate).
         **options: the fields of :class:`sslth.PruneOptions` (seed, device, n, k, method,
@@ -505,14 +512,7 @@ def plan(target, epsilon: float, density: float, *, calibrate: bool = True, **op
         TargetError: a target sslth cannot take.
     """
     started = time.perf_counter()
-    known = set(PruneOptions.__dataclass_fields__)
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown plan option {', '.join(map(repr, unknown))} "
-            f"(options: {', '.join(sorted(known - {'epsilon', 'density'}))}, calibrate)"
-        )
-    opts = PruneOptions(epsilon=epsilon, density=density, **options)
+    opts = as_options(epsilon, density, options, caller="plan", extra=("calibrate",))
     target = as_target(target, input_shape=opts.input_shape)
     device = resolve_device(opts.device)
     solver = make_solver(opts.method)

@@ -1,75 +1,40 @@
-"""Refine: after a first success, shrink n of the small layers while the ticket still meets ε,
-the layer stays within its budget and the density within the request (docs/design.md, "The
-search", step 4)."""
+"""Refine, a policy of the search: after a first success, which smaller sizes to try for a small
+layer (docs/design.md, "The search", step 4). :meth:`sslth.search.loop.Search.refine` tries
+them, one at a time, and keeps each while the ticket still meets ε and the density and the
+layer stays within its budget."""
 
 from __future__ import annotations
 
-from sslth.search.layer import BlockTooSmall, solve_layer
-from sslth.search.loop import Candidate, Search, layer_share
+from collections.abc import Iterator
+
 from sslth.search.plan import choose_k
+from sslth.target import TargetLayer
 
 REFINE_MAX_INSTANCES = 200_000  # larger layers are not refined: a re-solve costs too much
 REFINE_STEPS = 6
 SHRINK = 8  # each step removes n // SHRINK neurons per input (at least one)
 
 
-def refine(search: Search) -> Candidate:
-    """Greedy, layer by layer: try a smaller n, keep it while every condition still holds.
+def refinable(layer: TargetLayer) -> bool:
+    """Whether a layer is small enough for refine to re-solve it (``REFINE_MAX_INSTANCES``)."""
+    return layer.d_out * layer.kind.taps * (2 * layer.d_in + 1) <= REFINE_MAX_INSTANCES
 
-    Args:
-        search: a search whose best candidate meets ε and the density, with its states on that
-            candidate.
 
-    Returns:
-        The refined candidate (also stored as ``search.best``).
+def smaller_sizes(
+    layer: TargetLayer, n: int, fixed_k: int | None, density: float
+) -> Iterator[tuple[int, int]]:
+    """The (n, k) refine tries for a layer now at n, in order: each step removes
+    ``max(1, n // SHRINK)`` neurons per input from the last, at most ``REFINE_STEPS`` steps;
+    k is the caller's, or :func:`choose_k`'s at the new n. It ends early where no k fits.
+
+    The caller stops at the first size that fails, so each size is a step from the last
+    accepted one.
     """
-    options = search.options
-    for i, layer in enumerate(search.target.layers):
-        state = search.states[i]
-        if layer.d_out * layer.kind.taps * (2 * layer.d_in + 1) > REFINE_MAX_INSTANCES:
-            continue
-        for _ in range(REFINE_STEPS):
-            n_try = state.n - max(1, state.n // SHRINK)
-            if n_try < 1:
-                break
-            k_try = (
-                search.fixed_k[i]
-                if search.fixed_k is not None
-                else choose_k(layer, n_try, options.density)
-            )
-            if k_try < 1 or k_try > n_try:
-                break
-            search.progress.event(f"refine: layer {i + 1}, n {state.n} → {n_try}")
-            try:
-                solution = solve_layer(
-                    search.spec(i, n_try),
-                    layer,
-                    k_try,
-                    state.tolerance,
-                    index=i,
-                    device=search.device,
-                    solver=search.solver,
-                    workers=search.workers,
-                    progress=search.progress,
-                )
-            except BlockTooSmall:
-                break
-            previous = state.solution
-            state.solution = solution
-            certificate = search.certify()
-            if (
-                certificate.bound <= options.epsilon
-                and layer_share(certificate, i) <= search.budgets[i]
-                and search.density() <= options.density
-            ):
-                state.n, state.k = n_try, k_try
-            else:
-                state.solution = previous
-                break
-    search.best = Candidate(
-        True,
-        0.0,
-        [s.solution for s in search.states],
-        [(s.n, s.k, s.tolerance) for s in search.states],
-    )
-    return search.best
+    for _ in range(REFINE_STEPS):
+        n -= max(1, n // SHRINK)
+        if n < 1:
+            return
+        k = fixed_k if fixed_k is not None else choose_k(layer, n, density)
+        if k < 1 or k > n:
+            return
+        yield n, k
