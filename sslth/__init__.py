@@ -11,6 +11,7 @@ from sslth.errors import (  # noqa: E402
     SslthError,
     TargetError,
     TicketNotFound,
+    UnsupportedTargetError,
 )
 from sslth.network import certify  # noqa: E402
 from sslth.report import Report  # noqa: E402
@@ -29,6 +30,7 @@ __all__ = [
     "TargetError",
     "Ticket",
     "TicketNotFound",
+    "UnsupportedTargetError",
     "__version__",
     "as_target",
     "certify",

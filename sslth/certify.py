@@ -306,6 +306,7 @@ class LayerCertificate:
     input_radius: float  # r_{i−1}
     error_bound: float  # err_i (exact arithmetic)
     rounding_bound: float = 0.0  # Δ_i: the module's output after pair i vs. exact arithmetic
+    input_error: float | None = None  # err at the layer's input (graph targets; chains: err_{i−1})
 
 
 @dataclass
@@ -315,6 +316,9 @@ class Certificate:
     rounding: float  # Δ_l: the module's floating-point rounding
     arithmetic: str = "exact"
     layers: list[LayerCertificate] = field(default_factory=list)
+    # graph targets: per layer, the bound's growth per unit of the layer's own error (a chain
+    # leaves it None: Π_{j>i} (P_j + E_j))
+    gains: list[float] | None = None
 
     @property
     def bound(self) -> float:
@@ -389,55 +393,69 @@ def certify_operators(
         raise NotATicketError(
             f"{len(operators)} random pairs for {len(target.layers)} target layers"
         )
+    if target.graph:
+        from sslth.graph_certify import certify_graph
+
+        return certify_graph(target, operators, float(radius), arithmetic)
     radius_in, error = float(radius), 0.0
     layers = []
     for layer, op in zip(target.layers, operators, strict=True):
-        w = layer.weight.to(op.positive.device)
-        if op.positive.shape != w.shape:
-            raise NotATicketError(
-                f"pair of shape {tuple(op.positive.shape)} for a layer {tuple(w.shape)}"
-            )
-        kind = layer.kind
-        weight_norm = _target_norm(layer)
-        stacked = torch.cat([op.positive - w, w - op.negative], dim=1)
-        pair_error = op.norm(
-            f"error:{_fingerprint(w)}:{_fingerprint(op.positive)}:{_fingerprint(op.negative)}",
-            _error_norm,
-            kind,
-            op,
-            stacked,
-        )
-        bias = (
-            torch.zeros_like(op.offset) if layer.bias is None else layer.bias.to(op.offset.device)
-        )
-        # a bias is added at every output position: its norm grows with their square root
-        spread = math.sqrt(kind.positions)
-        bias_error = float(torch.linalg.vector_norm(op.offset - bias)) * spread * (1 + 1e-12)
-        if op.stats is not None:
-            bias_error += (
-                _U64
-                * op.stats.terms_per_entry
-                * 2
-                * float(torch.linalg.vector_norm(op.stats.abs_offset))
-                * spread
-            )
-        new_error = weight_norm * error + pair_error * (radius_in + error) + bias_error
-        layers.append(
-            LayerCertificate(
-                weight_norm,
-                pair_error,
-                bias_error,
-                float(stacked.abs().max()) if stacked.numel() else 0.0,
-                radius_in,
-                new_error * (1 + 1e-12),
-            )
-        )
-        error = new_error * (1 + 1e-12)  # the recursion's own float64 rounding
-        radius_in = (weight_norm * radius_in + float(torch.linalg.vector_norm(bias)) * spread) * (
-            1 + 1e-12
-        )
+        certificate, error, radius_in = layer_step(layer, op, radius_in, error)
+        layers.append(certificate)
     rounding = rounding_bound(target, operators, radius, arithmetic, layers)
     return Certificate(float(radius), error, rounding, arithmetic.name, layers)
+
+
+def layer_step(
+    layer, op: PairOperator, radius_in: float, error: float
+) -> tuple[LayerCertificate, float, float]:
+    """One pair of the exact part: its :class:`LayerCertificate`, err_i and r_i from the bounds
+    (r_{i−1}, err_{i−1}) on its input. A folded BatchNorm's rounding (``layer.fold_error``)
+    widens P, E, β and the radius, so the bound holds for the model's exact function."""
+    fold_weight, fold_bias = layer.fold_error
+    w = layer.weight.to(op.positive.device)
+    if op.positive.shape != w.shape:
+        raise NotATicketError(
+            f"pair of shape {tuple(op.positive.shape)} for a layer {tuple(w.shape)}"
+        )
+    kind = layer.kind
+    # the model's exact weight is within fold_weight of W (adding 0.0 leaves a float unchanged)
+    weight_norm = _target_norm(layer) + fold_weight
+    stacked = torch.cat([op.positive - w, w - op.negative], dim=1)
+    pair_error = op.norm(
+        f"error:{_fingerprint(w)}:{_fingerprint(op.positive)}:{_fingerprint(op.negative)}",
+        _error_norm,
+        kind,
+        op,
+        stacked,
+    )
+    pair_error += math.sqrt(2.0) * fold_weight * (1 + 1e-12)  # ||[−ΔW, ΔW]|| = √2 ||ΔW||
+    bias = torch.zeros_like(op.offset) if layer.bias is None else layer.bias.to(op.offset.device)
+    # a bias is added at every output position: its norm grows with their square root
+    spread = math.sqrt(kind.positions)
+    bias_error = float(torch.linalg.vector_norm(op.offset - bias)) * spread * (1 + 1e-12)
+    if op.stats is not None:
+        bias_error += (
+            _U64
+            * op.stats.terms_per_entry
+            * 2
+            * float(torch.linalg.vector_norm(op.stats.abs_offset))
+            * spread
+        )
+    bias_error += fold_bias * spread * (1 + 1e-12)
+    new_error = weight_norm * error + pair_error * (radius_in + error) + bias_error
+    certificate = LayerCertificate(
+        weight_norm,
+        pair_error,
+        bias_error,
+        float(stacked.abs().max()) if stacked.numel() else 0.0,
+        radius_in,
+        new_error * (1 + 1e-12),
+    )
+    error = new_error * (1 + 1e-12)  # the recursion's own float64 rounding
+    bias_norm = float(torch.linalg.vector_norm(bias)) + fold_bias
+    radius_out = (weight_norm * radius_in + bias_norm * spread) * (1 + 1e-12)
+    return certificate, error, radius_out
 
 
 def _error_norm(kind: LayerKind, op: PairOperator, stacked: torch.Tensor) -> float:
@@ -489,55 +507,66 @@ def rounding_bound(
     z, delta = float(radius), 0.0
     for index, (layer, op) in enumerate(zip(target.layers, operators, strict=True)):
         z, delta = _through_ops(target.ops[index], z, delta, arithmetic)
-        stats = op.stats
-        if stats is None:
-            raise ValueError("a rounding bound needs the pair's magnitudes (PairStats)")
-        kind = layer.kind
-        in_positions = getattr(kind, "in_positions", 1)
-        spread = math.sqrt(kind.positions)
-        hidden_magnitude = stats.first_norm * (z + delta) + stats.first_bias_norm * math.sqrt(
-            in_positions
-        )
-        abs_norm = op.norm(
-            f"magnitudes:{_fingerprint(stats.abs_positive)}:{_fingerprint(stats.abs_negative)}",
-            _norm_upper,
-            kind,
-            torch.cat([stats.abs_positive, stats.abs_negative], dim=1),
-        )
-        signed = op.norm(
-            f"signed:{_fingerprint(op.positive)}:{_fingerprint(op.negative)}",
-            _norm_upper,
-            kind,
-            torch.cat([op.positive, -op.negative], dim=1),
-        )
-        bias_magnitude = float(torch.linalg.vector_norm(stats.abs_offset)) * spread
-        hidden_count = max(stats.hidden, layer.d_in) * in_positions
-        # flush-to-zero also zeroes subnormal operands, so an operation can lose |w|·η, not η
-        scale = max(1.0, stats.largest_weight)
-        hidden_error = (
-            arithmetic.gamma(stats.first_fan_in)
-            * (math.sqrt(2.0) * abs_norm * (z + delta) + bias_magnitude)
-            + stats.second_norm * scale * arithmetic.underflow(stats.first_fan_in, hidden_count)
-        ) * (1 + 1e-12)
-        output_magnitude = abs_norm * (z + delta) + bias_magnitude + hidden_error
-        largest = max(hidden_magnitude, output_magnitude)
-        if not largest < arithmetic.largest / 8:
-            raise NotATicketError(
-                f"pair {index + 1}: values up to {largest:.3g} could overflow {arithmetic.name} "
-                f"at radius {radius:g}; use float64 or a smaller radius"
-            )
-        delta = (
-            signed * delta
-            + hidden_error
-            + arithmetic.gamma(stats.second_fan_in) * output_magnitude
-            + scale * arithmetic.underflow(stats.second_fan_in, layer.d_out * kind.positions)
-        ) * (1 + 1e-12)
+        z, delta = pair_rounding(index, layer, op, z, delta, arithmetic, radius)
         if layers is not None:
             layers[index].rounding_bound = delta
-        offset = float(torch.linalg.vector_norm(op.offset)) * spread
-        z = (signed * z + offset) * (1 + 1e-12)
     _, delta = _through_ops(target.ops[len(target.layers)], z, delta, arithmetic)
     return delta
+
+
+def pair_rounding(
+    index: int, layer, op: PairOperator, z: float, delta: float, arithmetic: Arithmetic, radius
+) -> tuple[float, float]:
+    """(Z', Δ') after pair ``index`` from (Z, Δ) at its input (see :func:`rounding_bound`).
+
+    Raises:
+        NotATicketError: a value could overflow the arithmetic at this radius.
+    """
+    stats = op.stats
+    if stats is None:
+        raise ValueError("a rounding bound needs the pair's magnitudes (PairStats)")
+    kind = layer.kind
+    in_positions = getattr(kind, "in_positions", 1)
+    spread = math.sqrt(kind.positions)
+    hidden_magnitude = stats.first_norm * (z + delta) + stats.first_bias_norm * math.sqrt(
+        in_positions
+    )
+    abs_norm = op.norm(
+        f"magnitudes:{_fingerprint(stats.abs_positive)}:{_fingerprint(stats.abs_negative)}",
+        _norm_upper,
+        kind,
+        torch.cat([stats.abs_positive, stats.abs_negative], dim=1),
+    )
+    signed = op.norm(
+        f"signed:{_fingerprint(op.positive)}:{_fingerprint(op.negative)}",
+        _norm_upper,
+        kind,
+        torch.cat([op.positive, -op.negative], dim=1),
+    )
+    bias_magnitude = float(torch.linalg.vector_norm(stats.abs_offset)) * spread
+    hidden_count = max(stats.hidden, layer.d_in) * in_positions
+    # flush-to-zero also zeroes subnormal operands, so an operation can lose |w|·η, not η
+    scale = max(1.0, stats.largest_weight)
+    hidden_error = (
+        arithmetic.gamma(stats.first_fan_in)
+        * (math.sqrt(2.0) * abs_norm * (z + delta) + bias_magnitude)
+        + stats.second_norm * scale * arithmetic.underflow(stats.first_fan_in, hidden_count)
+    ) * (1 + 1e-12)
+    output_magnitude = abs_norm * (z + delta) + bias_magnitude + hidden_error
+    largest = max(hidden_magnitude, output_magnitude)
+    if not largest < arithmetic.largest / 8:
+        raise NotATicketError(
+            f"pair {index + 1}: values up to {largest:.3g} could overflow {arithmetic.name} "
+            f"at radius {radius:g}; use float64 or a smaller radius"
+        )
+    delta = (
+        signed * delta
+        + hidden_error
+        + arithmetic.gamma(stats.second_fan_in) * output_magnitude
+        + scale * arithmetic.underflow(stats.second_fan_in, layer.d_out * kind.positions)
+    ) * (1 + 1e-12)
+    offset = float(torch.linalg.vector_norm(op.offset)) * spread
+    return (signed * z + offset) * (1 + 1e-12), delta
 
 
 def _through_ops(ops, z: float, delta: float, arithmetic: Arithmetic) -> tuple[float, float]:

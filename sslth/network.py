@@ -17,6 +17,7 @@ from torch import nn
 
 from sslth.certify import Certificate, PairOperator, certify_operators, pair_operator
 from sslth.errors import NotATicketError
+from sslth.graph import GraphNetwork, expected_steps
 from sslth.modules import effective_parameter, global_hook_problem, module_problem
 from sslth.ops import op_of_module
 from sslth.rounding import Arithmetic, arithmetic_of
@@ -64,11 +65,13 @@ def read_ticket_network(target: Target, network: nn.Module) -> tuple[list[PairRe
     problem = global_hook_problem()
     if problem:
         raise NotATicketError(f"the network cannot be certified: {problem}")
-    problem = module_problem(network, (nn.Sequential,))
-    if problem:
-        raise NotATicketError(f"the network ({type(network).__name__}) {problem}")
-    modules = list(network)
-    layout = _expected_layout(target)
+    if target.graph:
+        modules, layout = _graph_steps(target, network), expected_steps(target)
+    else:
+        problem = module_problem(network, (nn.Sequential,))
+        if problem:
+            raise NotATicketError(f"the network ({type(network).__name__}) {problem}")
+        modules, layout = list(network), _expected_layout(target)
     if len(modules) != len(layout):
         raise NotATicketError(
             f"the network has {len(modules)} modules where a ticket for this target has "
@@ -119,6 +122,24 @@ def read_ticket_network(target: Target, network: nn.Module) -> tuple[list[PairRe
     device = devices.pop() if devices else "cpu"
     convolution = any(isinstance(m, nn.Conv2d) for m in modules)
     return readings, arithmetic_of(dtype, device, convolution=convolution)
+
+
+def _graph_steps(target: Target, network: nn.Module) -> list[nn.Module]:
+    """The steps of a graph ticket's :class:`~sslth.graph.GraphNetwork`, once its class and the
+    structure its forward runs (graph, input shape, modules per layer) are a ticket's."""
+    problem = module_problem(network, (GraphNetwork,))
+    if problem:
+        raise NotATicketError(f"the network ({type(network).__name__}) {problem}")
+    if type(network.__dict__.get("_modules", {}).get("steps")) is not nn.ModuleList:
+        raise NotATicketError("the network's steps are not a plain nn.ModuleList")
+    if network.graph != target.graph:
+        raise NotATicketError("the network runs another graph than the target's")
+    if network.input_shape != target.input_shape or network.per_layer != 3:
+        raise NotATicketError(
+            f"the network reshapes inputs to {network.input_shape} with {network.per_layer} "
+            f"modules per layer; a ticket for this target has {target.input_shape} and 3"
+        )
+    return list(network.steps)
 
 
 def _check(module: nn.Module, expected: tuple[type, ...], name: str, what: str) -> None:

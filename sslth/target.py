@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from sslth.errors import TargetError, UnsupportedTargetError
+from sslth.graph import check_graph, graph_network, run_graph
 from sslth.kinds import DENSE, Conv2d, LayerKind
 from sslth.modules import effective_parameter, global_hook_problem, module_problem
 from sslth.ops import FLATTEN, RELU, SUPPORTED_OPS, Op, op_of_module
@@ -33,6 +34,9 @@ class TargetLayer:
     weight: torch.Tensor  # (d_out, d_in, *kernel) float64
     bias: torch.Tensor | None  # (d_out,) float64
     kind: LayerKind = field(default=DENSE)
+    # bounds on ||ΔW||₂ and ||Δb|| (per position) between these float64 weights and the model's
+    # in exact arithmetic: nonzero only for a folded BatchNorm (sslth/fold.py)
+    fold_error: tuple[float, float] = (0.0, 0.0)
 
     @property
     def d_in(self) -> int:
@@ -68,17 +72,31 @@ class Target:
     ``ops[i]`` are the operations before layer i (``ops[l]`` after the last); the default is a
     plain MLP. ``input_shape`` is the shape of one example; the certificate is over the ℓ2 ball
     of the flattened input.
+
+    A *graph* target (residual adds) has a non-empty ``graph`` (:mod:`sslth.graph`): its
+    layers and operations are wired by the graph's nodes, and ``ops`` are all empty.
     """
 
     layers: tuple[TargetLayer, ...]
     ops: tuple[tuple[Op, ...], ...] = ()
     input_shape: tuple[int, ...] = ()
+    graph: tuple = ()
 
     def __post_init__(self) -> None:
+        if self.graph:
+            object.__setattr__(self, "graph", tuple(self.graph))
+            if any(self.ops):
+                raise TargetError("a graph target keeps its operations in the graph, not in ops")
+            object.__setattr__(self, "ops", ((),) * (len(self.layers) + 1))
         if not self.ops:
             object.__setattr__(self, "ops", _default_ops(len(self.layers)))
         if not self.input_shape:
             object.__setattr__(self, "input_shape", self.layers[0].in_shape)
+        if self.graph:
+            try:
+                check_graph(self.graph, self.layers, self.input_shape)
+            except ValueError as error:
+                raise TargetError(str(error)) from None
 
     @property
     def flatten_input(self) -> bool:
@@ -108,12 +126,18 @@ class Target:
         )
 
     def describe(self) -> dict:
-        """The structure (not the weights) as JSON-ready data."""
-        return {
+        """The structure (not the weights) as JSON-ready data; a graph target adds its nodes,
+        a folded BatchNorm its fold error bounds."""
+        data = {
             "input_shape": list(self.input_shape),
             "ops": [[op.to_dict() for op in group] for group in self.ops],
             "kinds": [layer.kind.to_dict() for layer in self.layers],
         }
+        if self.graph:
+            data["graph"] = [node.to_dict() for node in self.graph]
+        if any(any(layer.fold_error) for layer in self.layers):
+            data["fold_errors"] = [list(layer.fold_error) for layer in self.layers]
+        return data
 
     def digest(self) -> str:
         """SHA-256 of the target's content: its structure, every weight and bias (float64)."""
@@ -130,6 +154,8 @@ class Target:
     def run(self, x: torch.Tensor, layer: Callable[[int, torch.Tensor], torch.Tensor]):
         """The target's structure with ``layer(i, x)`` in place of each affine layer, on a
         batch of flattened inputs (N, input_size); returns (N, output size)."""
+        if self.graph:
+            return run_graph(self, x, layer)
         count = x.shape[0]
         x = x.reshape(count, -1)
         shape = self.input_shape
@@ -151,9 +177,12 @@ class Target:
 
         return self.run(x.to(torch.float64), exact)
 
-    def network(self, pairs: list[tuple[nn.Module, nn.Module]]) -> nn.Sequential:
+    def network(self, pairs: list[tuple[nn.Module, nn.Module]]) -> nn.Module:
         """The ticket's ``nn.Sequential`` laid out like this target: each layer replaced by its
-        random pair (first, ReLU, second), every operation in its place."""
+        random pair (first, ReLU, second), every operation in its place (a
+        :class:`~sslth.graph.GraphNetwork` for a graph target)."""
+        if self.graph:
+            return graph_network(self, [[first, nn.ReLU(), second] for first, second in pairs])
         modules: list[nn.Module] = []
         for index in range(len(self.layers) + 1):
             modules += [op.module() for op in self.ops[index]]
@@ -162,35 +191,62 @@ class Target:
                 modules += [first, nn.ReLU(), second]
         return nn.Sequential(*modules)
 
-    def to_module(self) -> nn.Sequential:
-        """A float64 ``nn.Sequential`` that computes this target (a fresh copy)."""
+    def to_module(self) -> nn.Module:
+        """A float64 ``nn.Sequential`` that computes this target (a fresh copy; a
+        :class:`~sslth.graph.GraphNetwork` for a graph target)."""
+        if self.graph:
+            return graph_network(self, [[_layer_module(layer)] for layer in self.layers])
         modules: list[nn.Module] = []
         for index in range(len(self.layers) + 1):
             modules += [op.module() for op in self.ops[index]]
             if index == len(self.layers):
                 break
-            layer = self.layers[index]
-            has_bias = layer.bias is not None
-            if isinstance(layer.kind, Conv2d):
-                kind = layer.kind
-                module = nn.Conv2d(
-                    layer.d_in,
-                    layer.d_out,
-                    kind.kernel,
-                    stride=kind.stride,
-                    padding=kind.padding,
-                    dilation=kind.dilation,
-                    bias=has_bias,
-                )
-            else:
-                module = nn.Linear(layer.d_in, layer.d_out, bias=has_bias)
-            module = module.double()
-            with torch.no_grad():
-                module.weight.copy_(layer.weight)
-                if has_bias:
-                    module.bias.copy_(layer.bias)
-            modules.append(module)
+            modules.append(_layer_module(self.layers[index]))
         return nn.Sequential(*modules)
+
+
+def _layer_module(layer: TargetLayer) -> nn.Module:
+    """A float64 ``nn.Linear`` / ``nn.Conv2d`` holding a copy of ``layer``."""
+    has_bias = layer.bias is not None
+    if isinstance(layer.kind, Conv2d):
+        kind = layer.kind
+        module = nn.Conv2d(
+            layer.d_in,
+            layer.d_out,
+            kind.kernel,
+            stride=kind.stride,
+            padding=kind.padding,
+            dilation=kind.dilation,
+            bias=has_bias,
+        )
+    else:
+        module = nn.Linear(layer.d_in, layer.d_out, bias=has_bias)
+    module = module.double()
+    with torch.no_grad():
+        module.weight.copy_(layer.weight)
+        if has_bias:
+            module.bias.copy_(layer.bias)
+    return module
+
+
+def chain_of(nodes: tuple, layers: tuple[TargetLayer, ...], input_shape) -> Target | None:
+    """The chain :class:`Target` of a traced graph, when the graph is a plain chain with the
+    chain's ReLU rules (one between two layers, none before the first or after the last); None
+    otherwise (it stays a graph target)."""
+    from sslth.graph import LAYER, OP
+
+    groups: list[list[Op]] = [[]]
+    for index, node in enumerate(nodes[1:], start=1):
+        if node.inputs != (index - 1,) or node.kind not in (LAYER, OP):
+            return None
+        if node.kind == LAYER:
+            groups.append([])
+        else:
+            groups[-1].append(node.op)
+    relus = [sum(op.name == RELU for op in group) for group in groups]
+    if relus[0] or relus[-1] or any(count != 1 for count in relus[1:-1]):
+        return None
+    return Target(layers, tuple(tuple(group) for group in groups), tuple(input_shape))
 
 
 def _check_finite(name: str, tensor: torch.Tensor) -> None:
@@ -383,9 +439,11 @@ def as_target(target, *, input_shape: Sequence[int] | None = None) -> Target:
     """Validate ``target`` and return a float64 copy of its layers.
 
     Args:
-        target: an ``nn.Sequential`` (see the module docstring), a single ``nn.Linear``, a list
-            of dense weight matrices (d_out, d_in), or a list of ``(weight, bias)`` pairs. The
-            caller's objects are only read.
+        target: an ``nn.Sequential`` (see the module docstring), any other ``nn.Module`` whose
+            forward ``torch.fx`` can trace (a model class with BatchNorm, Dropout, residual
+            adds, global pooling: :mod:`sslth.trace`), a single ``nn.Linear``, a list of dense
+            weight matrices (d_out, d_in), or a list of ``(weight, bias)`` pairs. The caller's
+            objects are only read.
         input_shape: the shape of one example, e.g. (C, H, W); required when the target has a
             conv or pooling layer.
 
@@ -398,7 +456,9 @@ def as_target(target, *, input_shape: Sequence[int] | None = None) -> Target:
     """
     if isinstance(target, Target):
         return target
-    if isinstance(target, nn.Sequential):
+    from sslth.trace import needs_trace, trace
+
+    if isinstance(target, nn.Sequential) and not needs_trace(target):
         return _from_sequential(target, input_shape)
     if isinstance(target, (nn.Linear, nn.Conv2d)):
         problem = module_problem(target, _LAYERS)
@@ -406,10 +466,7 @@ def as_target(target, *, input_shape: Sequence[int] | None = None) -> Target:
             raise UnsupportedTargetError(f"the target ({type(target).__name__}) {problem}")
         return _from_sequential(nn.Sequential(target), input_shape)
     if isinstance(target, nn.Module):
-        raise UnsupportedTargetError(
-            f"target of type {type(target).__name__} is not supported: {_SUPPORTED}, or a list "
-            "of weight matrices"
-        )
+        return trace(target, input_shape)
     if not (isinstance(target, Sequence) and not isinstance(target, (str, bytes)) and target):
         raise UnsupportedTargetError(
             f"target must be an nn.Sequential of layers or a non-empty list of weight matrices, "

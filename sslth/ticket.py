@@ -8,6 +8,7 @@ import json
 import math
 import pickle
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from sslth.construct import (
     second_layer_weight,
 )
 from sslth.errors import NetworkTooLarge, NotATicketError, SslthError
+from sslth.graph import GraphNetwork, Node
 from sslth.kinds import kind_from_dict
 from sslth.masks import PairMasks, apply_pair_masks, plain_copy
 from sslth.network import network_operators, read_ticket_network
@@ -134,8 +136,13 @@ class Ticket:
         if compact and self._network is None:
             return self._compact_from_masks()
         read_ticket_network(self.target, self.network)
-        plain = nn.Sequential(*[plain_copy(module) for module in self.network])
-        return _drop_dead_units(plain, self.target) if compact else plain
+        steps = self.network.steps if self.target.graph else self.network
+        plain = [plain_copy(module) for module in steps]
+        if compact:
+            plain = _drop_dead_units(plain)
+        if self.target.graph:
+            return GraphNetwork(self.target.graph, self.target.input_shape, plain, 3)
+        return nn.Sequential(*plain)
 
     def _compact_from_masks(self) -> nn.Sequential:
         pairs = []
@@ -412,10 +419,10 @@ def available_memory(device: torch.device) -> int | None:
     return None
 
 
-def _drop_dead_units(network: nn.Sequential, target: Target) -> nn.Sequential:
-    """The pairs of a plain ticket network without their hidden units that output 0 (no input
-    weight and no positive bias, or no output weight)."""
-    modules = list(network)
+def _drop_dead_units(modules: list[nn.Module]) -> list[nn.Module]:
+    """The modules of a plain ticket network, its pairs without their hidden units that output
+    0 (no input weight and no positive bias, or no output weight)."""
+    modules = list(modules)
     weighted = [i for i, m in enumerate(modules) if isinstance(m, (nn.Linear, nn.Conv2d))]
     for first_index, second_index in zip(weighted[::2], weighted[1::2], strict=True):
         first, second = modules[first_index], modules[second_index]
@@ -428,7 +435,7 @@ def _drop_dead_units(network: nn.Sequential, target: Target) -> nn.Sequential:
         keep = alive.nonzero().squeeze(1)
         modules[first_index] = _keep_units(first, keep, output=True)
         modules[second_index] = _keep_units(second, keep, output=False)
-    return nn.Sequential(*modules)
+    return modules
 
 
 def _keep_units(module: nn.Module, keep: torch.Tensor, *, output: bool) -> nn.Module:
@@ -595,14 +602,30 @@ def _target(layers: list[TargetLayer], metadata: dict, path: Path) -> Target:
     try:
         ops = tuple(tuple(Op.from_dict(op) for op in group) for group in structure["ops"])
         input_shape = tuple(int(s) for s in structure["input_shape"])
-        target = Target(tuple(layers), ops, input_shape)
+        graph = tuple(Node.from_dict(node) for node in structure.get("graph", ()))
+        folds = structure.get("fold_errors")
+        if folds is not None:
+            layers = [
+                replace(layer, fold_error=_fold_error(fold))
+                for layer, fold in zip(layers, folds, strict=True)
+            ]
+        target = Target(tuple(layers), () if graph else ops, input_shape, graph)
         if len(ops) != len(layers) + 1 or target.describe() != structure:
             raise ValueError("the structure does not match the layers")
-        _check_relus(ops)
+        if not graph:
+            _check_relus(ops)
         target.run(torch.zeros(1, target.input_size, dtype=torch.float64), _check_shapes(target))
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise NotATicketError(f"{path}: the target's structure is malformed ({error})") from None
     return target
+
+
+def _fold_error(fold) -> tuple[float, float]:
+    """A stored fold error bound pair: two finite non-negative numbers."""
+    weight, bias = (float(value) for value in fold)
+    if not (math.isfinite(weight) and math.isfinite(bias) and weight >= 0 and bias >= 0):
+        raise ValueError(f"fold error bounds {fold!r} are not finite non-negative numbers")
+    return weight, bias
 
 
 def _check_relus(ops: tuple[tuple[Op, ...], ...]) -> None:

@@ -414,3 +414,67 @@ def reference_certificate(
         dense_params=dense,
         picks=picks,
     )
+
+
+# --------------------------------------------------------------------------- graph targets
+
+
+def fold_batch_norm(linear: nn.Linear, norm: nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:
+    """(W′, b′) of ``linear`` followed by the eval-mode ``norm``, in numpy float64:
+    s = γ/√(var + eps), W′ = diag(s) W, b′ = s (b − μ) + β."""
+    weight = _array(linear.weight)
+    bias = np.zeros(weight.shape[0]) if linear.bias is None else _array(linear.bias)
+    scale = _array(norm.weight) / np.sqrt(_array(norm.running_var) + norm.eps)
+    return scale[:, None] * weight, scale * (bias - _array(norm.running_mean)) + _array(norm.bias)
+
+
+def graph_bound(
+    layers: Sequence[tuple[np.ndarray, np.ndarray | None]],
+    nodes: Sequence[tuple],
+    steps: Sequence[nn.Module],
+    radius: float,
+) -> tuple[float, list[PairOperator]]:
+    """The exact part of the certificate of a dense graph ticket, recomputed by hand.
+
+    ``nodes`` lists ``("input",)``, ``("layer", i, source)``, ``("relu", source)``,
+    ``("flatten", source)`` and ``("add", a, b)`` in order (sources are node positions);
+    ``steps`` are the ticket network's modules in that order (Linear, ReLU, Linear per layer,
+    one module per relu or flatten). At a layer node the chain's recursion applies
+    (``err = P err + E (r + err) + β``, ``r = P r + ‖b‖``); relu and flatten keep (r, err); an
+    add sums both. Returns the output's err and the pair operators by layer.
+    """
+    values: list[tuple[float, float]] = []
+    operators: dict[int, PairOperator] = {}
+    position = 0
+    for node in nodes:
+        if node[0] == "input":
+            values.append((float(radius), 0.0))
+        elif node[0] == "layer":
+            first, relu, second = steps[position : position + 3]
+            position += 3
+            if not (isinstance(first, nn.Linear) and isinstance(relu, nn.ReLU)):
+                raise ValueError(f"step {position - 3}: expected Linear, ReLU, Linear")
+            u, v = masked_linear(first), masked_linear(second)
+            op = pair_operator(u.weight, u.bias, v.weight, v.bias)
+            operators[node[1]] = op
+            weight, bias = layers[node[1]]
+            bias = np.zeros(weight.shape[0]) if bias is None else bias
+            p = spectral_norm(weight)
+            e = spectral_norm(np.hstack([op.positive - weight, weight - op.negative]))
+            beta = float(np.linalg.norm(op.offset - bias))
+            r, err = values[node[2]]
+            values.append((p * r + float(np.linalg.norm(bias)), p * err + e * (r + err) + beta))
+        elif node[0] in ("relu", "flatten"):
+            expected = nn.ReLU if node[0] == "relu" else nn.Flatten
+            if not isinstance(steps[position], expected):
+                raise ValueError(f"step {position}: expected {expected.__name__}")
+            position += 1
+            values.append(values[node[1]])
+        elif node[0] == "add":
+            (ra, ea), (rb, eb) = values[node[1]], values[node[2]]
+            values.append((ra + rb, ea + eb))
+        else:
+            raise ValueError(f"unknown node {node!r}")
+    if position != len(steps):
+        raise ValueError(f"{len(steps) - position} steps left over")
+    return values[-1][1], [operators[i] for i in range(len(operators))]

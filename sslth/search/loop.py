@@ -82,6 +82,9 @@ def layer_share(certificate: Certificate, i: int) -> float:
     layer (P = 0, r = 0) still gets its share.
     """
     layer = certificate.layers[i]
+    if certificate.gains is not None:  # a graph target: its own paths to the output
+        own = layer.pair_error_norm * (layer.input_radius + layer.input_error) + layer.bias_error
+        return own * certificate.gains[i]
     error_below = certificate.layers[i - 1].error_bound if i > 0 else 0.0
     gain = math.prod(c.weight_norm + c.pair_error_norm for c in certificate.layers[i + 1 :])
     own = layer.pair_error_norm * (layer.input_radius + error_below) + layer.bias_error

@@ -22,6 +22,7 @@ from functools import lru_cache
 import torch
 
 from sslth import theory
+from sslth.graph import input_radii, output_gains
 from sslth.search.options import PruneOptions
 from sslth.target import Target, TargetLayer
 
@@ -232,9 +233,14 @@ def initial_tolerances(
     norms = [layer.kind.operator_norm(layer.weight) for layer in target.layers]
     radii = layer_radii(target, radius, norms)
     depth = len(target.layers)
+    gains = None
+    if target.graph:  # residual adds: each layer's own paths to the output
+        radii, gains = input_radii(target, radius, norms), output_gains(target, norms)
     tolerances, budgets = [], []
     for i, layer in enumerate(target.layers):
         gain = math.prod(norms[i + 1 :]) if i + 1 < depth else 1.0
+        if gains is not None:
+            gain = gains[i]
         share = SAFETY * epsilon / depth
         budget = share / max(gain, 1e-12)  # before the gain of the layers above
         spread = (
