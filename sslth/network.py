@@ -210,7 +210,9 @@ def certify(target, network: nn.Module, radius: float = 1.0, *, input_shape=None
         input_shape: the shape of one example, for a target with conv or pooling layers.
 
     Returns:
-        The :class:`~sslth.certify.Certificate` (``bound`` = exact part + rounding part).
+        The :class:`~sslth.certify.Certificate` (``bound`` = exact part + rounding part); for
+        an l+1 ticket network (l+1 Linear modules), an
+        :class:`~sslth.lplus1.certify.LPlus1Certificate` with the same fields.
 
     Raises:
         NotATicketError: the network is not a ticket's structure for this target (a module
@@ -221,6 +223,14 @@ def certify(target, network: nn.Module, radius: float = 1.0, *, input_shape=None
     if not (math.isfinite(radius) and radius > 0):
         raise NotATicketError(f"radius must be finite and > 0, got {radius!r}")
     target = as_target(target, input_shape=input_shape)
+    depth = len(target.layers)
+    if depth >= 2 and isinstance(network, nn.Sequential) and len(network) == 2 * depth + 1:
+        # l+1 modules (Linear, ReLU, …, Linear): the l+1 construction (a 2l ticket of a depth
+        # >= 2 target has 4l − 1 modules)
+        from sslth.lplus1.certify import certify_lplus1, spec_of_network
+
+        spec = spec_of_network(target, network)
+        return certify_lplus1(spec, target, network, float(radius))
     readings, arithmetic = read_ticket_network(target, network)
     operators = network_operators(target, readings)
     return certify_operators(target, operators, float(radius), arithmetic)

@@ -177,6 +177,10 @@ def masks(
     Returns:
         The matplotlib Figure.
     """
+    if getattr(ticket, "construction", "2l") == "l+1":
+        from sslth.lplus1.plot import masks as lplus1_masks
+
+        return lplus1_masks(ticket, path, max_cells=max_cells)
     pairs = list(ticket.masks)
     figure = _figure(figsize=(13, 3.9 * len(pairs) + 0.5))
     rows = figure.subfigures(len(pairs), 1, squeeze=False)[:, 0]
@@ -488,6 +492,8 @@ def _weight_errors(ticket: Ticket) -> list[tuple[np.ndarray, np.ndarray | None]]
     """Per pair: |A − W| and |B − W| (flattened) and |offset − b|, from the compact masks."""
     from sslth.certify import masked_pair_operator
 
+    if getattr(ticket, "construction", "2l") == "l+1":  # the copy recursion's achieved errors
+        return [(f.weight_errors.numpy(), None) for f in ticket.certificate().layers]
     out = []
     for spec, pair, layer in zip(ticket.specs, ticket.masks, ticket.target.layers, strict=True):
         operator = masked_pair_operator(spec, pair)

@@ -61,6 +61,7 @@ class Report:
     layers: list[LayerReport] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    construction: str = "2l"  # "2l" (pairs, the paper's) or "l+1" (Burkholz 2022's copies)
 
     @property
     def n(self) -> list[int]:
@@ -104,7 +105,8 @@ class Report:
             f"target {self.target_params:,}",
             f"  overparam. m/m_t  {self.overparameterization:.4g}   ticket/target "
             f"{self.ticket_to_target:.4g}",
-            f"  seed {self.seed}   device {self.device}   solver {self.solver}",
+            f"  seed {self.seed}   device {self.device}   solver {self.solver}"
+            + ("" if self.construction == "2l" else f"   construction {self.construction}"),
             "",
             "  layer  d_in  d_out     n     k   hidden   density    tolerance   max err     "
             "E_i         err bound",

@@ -391,7 +391,15 @@ class Ticket:
                 f"{path}: the content does not match its SHA-256 checksum (the file was "
                 "modified or damaged)"
             )
-        ticket = _ticket_from_payload(payload, path, device)
+        construction = payload.get("construction", "2l")
+        if construction == "l+1":
+            from sslth.lplus1.ticket import ticket_from_payload
+
+            ticket = ticket_from_payload(payload, path, device)
+        elif construction == "2l":
+            ticket = _ticket_from_payload(payload, path, device)
+        else:
+            raise NotATicketError(f"{path}: unknown construction {construction!r}")
         ticket.evaluate(samples=samples)
         return ticket
 

@@ -14,6 +14,7 @@ from sslth.rounding import DTYPES
 from sslth.subset_sum import SOLVERS, Solver
 
 DEFAULT_MAX_RANDOM_PARAMS = 200_000_000
+CONSTRUCTIONS = ("2l", "l+1")
 
 
 @dataclass
@@ -66,6 +67,12 @@ class PruneOptions:
         help="dtype of ticket.network, whose floating-point rounding the certificate covers: "
         "'float64' (rounding negligible) or 'float32' (rounding can exceed a small ε)",
     )
+    construction: str = option(
+        "2l",
+        help="the random network: '2l' (a pair of layers per target layer, the paper's) or "
+        "'l+1' (Burkholz 2022: one layer more than the target, with copies of every neuron; "
+        "dense targets only)",
+    )
     progress: bool = option(True, help="show progress bars", cli=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +98,10 @@ class PruneOptions:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.construction not in CONSTRUCTIONS:
+            raise ConfigError(
+                f"construction must be one of {list(CONSTRUCTIONS)}, got {self.construction!r}"
+            )
         if self.empirical_samples < 1:
             raise ConfigError(f"empirical_samples must be >= 1, got {self.empirical_samples}")
         if not isinstance(self.method, Solver) and self.method not in SOLVERS:

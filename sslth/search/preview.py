@@ -513,6 +513,11 @@ def plan(
     """
     started = time.perf_counter()
     opts = as_options(epsilon, density, options, caller="plan", extra=("calibrate",))
+    if opts.construction != "2l":
+        raise ConfigError(
+            f"plan previews construction='2l' only; for construction={opts.construction!r} "
+            "run prune (it reports ρ, k and m)"
+        )
     target = as_target(target, input_shape=opts.input_shape)
     device = resolve_device(opts.device)
     solver = make_solver(opts.method)

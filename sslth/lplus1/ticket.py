@@ -1,0 +1,383 @@
+"""The l+1 ticket: a :class:`sslth.Ticket` whose random network has l+1 layers of copies.
+
+Same public surface as a 2l ticket: ``network`` (masks through ``torch.nn.utils.prune``, in the
+ticket's dtype, built on first use from the seed), ``export``, ``evaluate`` (the report
+recomputed from the network as it runs), ``save`` and :func:`sslth.load`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sslth.certify import empirical_error
+from sslth.construct import SEED_LIMIT
+from sslth.errors import NotATicketError, SslthError
+from sslth.lplus1.certify import LPlus1Certificate, certify_lplus1
+from sslth.lplus1.layout import (
+    LPlus1Masks,
+    LPlus1Spec,
+    build_network,
+    module_bias,
+    module_weight,
+)
+from sslth.masks import plain_copy
+from sslth.report import LayerReport, Report, versions
+from sslth.rounding import DTYPES
+from sslth.target import Target
+from sslth.ticket import FORMAT, FORMAT_VERSION, Ticket, _content_digest, _pack
+
+CONSTRUCTION = "l+1"
+
+
+class LPlus1Ticket(Ticket):
+    """A certified ticket of the l+1 construction (docs/design.md, "The l+1 construction").
+
+    ``spec`` holds the sizes (ρ per layer), ``lplus1_masks`` one weight and bias mask per
+    module; ``network`` is Linear, ReLU, …, Linear with l+1 Linear modules.
+    """
+
+    construction = CONSTRUCTION
+
+    def __init__(
+        self,
+        target: Target,
+        spec: LPlus1Spec,
+        masks: LPlus1Masks,
+        *,
+        seed: int,
+        epsilon: float,
+        radius: float,
+        tolerances: list[float],
+        density_limit: float = 1.0,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+        solver: str = "auto",
+        report: Report | None = None,
+    ) -> None:
+        super().__init__(
+            target,
+            [],
+            [],
+            seed=seed,
+            epsilon=epsilon,
+            radius=radius,
+            tolerances=tolerances,
+            density_limit=density_limit,
+            dtype=dtype,
+            device=device,
+            solver=solver,
+            report=report,
+        )
+        self.spec = spec
+        self.lplus1_masks = masks
+
+    def _build_network(self) -> nn.Sequential:
+        network = build_network(self.spec, self.lplus1_masks)
+        return network.to(device=self.device, dtype=self.dtype)
+
+    def export(self, compact: bool = False) -> nn.Sequential:
+        """A plain ``nn.Sequential`` with the masks made permanent (pruned weights are zero),
+        in the ticket's dtype and device. ``compact`` is not implemented for l+1 tickets."""
+        if compact:
+            raise SslthError("export(compact=True) is not implemented for l+1 tickets yet")
+        return nn.Sequential(*[plain_copy(module) for module in self.network])
+
+    def certificate(self) -> LPlus1Certificate:
+        """The certificate of ``network`` as it runs (no empirical check)."""
+        return certify_lplus1(self.spec, self.target, self.network, self.radius)
+
+    def evaluate(
+        self,
+        *,
+        samples: int = 10_000,
+        ascent_steps: int = 100,
+        timings: dict[str, float] | None = None,
+        progress: bool = False,
+    ) -> Report:
+        """Recompute the report from the network as it runs: certificate, empirical error,
+        densities and k read off the masks. Stored in ``self.report`` and returned.
+
+        Args:
+            samples: random points of the empirical error (then gradient ascent).
+            ascent_steps: steps of its projected gradient ascent.
+            timings: seconds of earlier steps, carried into the report.
+            progress: unused (kept for the :class:`Ticket` signature).
+        """
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise SslthError(f"samples must be a positive integer, got {samples!r}")
+        timings = dict(timings or {})
+        start = time.perf_counter()
+        certificate = self.certificate()
+        timings["certify"] = time.perf_counter() - start
+        start = time.perf_counter()
+        exact = nn.Sequential(*[plain_copy(m) for m in self.network]).to(
+            device="cpu", dtype=torch.float64
+        )
+        with torch.enable_grad():
+            empirical = empirical_error(
+                self.target,
+                [],
+                self.radius,
+                samples=samples,
+                ascent_steps=ascent_steps,
+                seed=self.seed,
+                device="cpu",
+                forward=exact,
+            )
+        timings["empirical"] = time.perf_counter() - start
+        self.report = _report(self, certificate, empirical, timings)
+        return self.report
+
+    def save(self, path: str | Path) -> Path:
+        """Write the ticket to one file (see :meth:`Ticket.save`): the target, the masks, the
+        sizes and seed, checksums of the random weights, and a SHA-256 over all of it."""
+        path = Path(path)
+        if path.exists() and path.is_dir():
+            raise NotATicketError(f"{path} is a folder; give a file name for the ticket")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        metadata = {
+            "seed": self.seed,
+            "epsilon": self.epsilon,
+            "radius": self.radius,
+            "density_limit": self.density_limit,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "tolerances": self.tolerances,
+            "solver": self.solver,
+            "structure": self.target.describe(),
+            "spec": self.spec.to_dict(),
+            "report": None if self.report is None else self.report.to_dict(),
+        }
+        payload: dict = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "construction": CONSTRUCTION,
+            "metadata": json.dumps(metadata),
+            "checksums": random_weights_checksums(self.spec),
+        }
+        for index, layer in enumerate(self.target.layers):
+            payload[f"target.{index}.weight"] = layer.weight.clone()
+            if layer.bias is not None:
+                payload[f"target.{index}.bias"] = layer.bias.clone()
+        for t, (weight, bias) in enumerate(
+            zip(self.lplus1_masks.weights, self.lplus1_masks.biases, strict=True)
+        ):
+            payload[f"mask.{t}.weight"] = _pack(weight)
+            if bias is not None:
+                payload[f"mask.{t}.bias"] = _pack(bias)
+        payload["content_sha256"] = _content_digest(payload)
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(buffer.getvalue())
+        tmp.replace(path)
+        return path
+
+
+def random_weights_checksums(spec: LPlus1Spec) -> list[str]:
+    """SHA-256 of each module's random weights (and bias), regenerated from the seed."""
+    sums = []
+    for t in range(spec.depth + 1):
+        digest = hashlib.sha256(module_weight(spec, t).numpy().tobytes())
+        bias = module_bias(spec, t)
+        if bias is not None:
+            digest.update(bias.numpy().tobytes())
+        sums.append(digest.hexdigest())
+    return sums
+
+
+def picks_of(spec: LPlus1Spec, masks: LPlus1Masks, t: int) -> torch.Tensor:
+    """Kept candidates per instance of target layer t (1-based), read off the masks: the k."""
+    rows, mask = spec.copy_width(t), masks.weights[t]
+    d_in = spec.dims[t - 1]
+    if t == 1:
+        rho0 = spec.copies[0]
+        first = module_weight(spec, 0)
+        columns = torch.arange(2 * rho0 * d_in)
+        a = first[columns, columns // (2 * rho0)]
+        block = mask[:rows, : 2 * rho0 * d_in].reshape(rows, d_in, 2 * rho0)
+        positive = (a > 0).reshape(d_in, 2 * rho0)
+        parts = [(block & positive).sum(2).reshape(-1), (block & ~positive).sum(2).reshape(-1)]
+    else:
+        rho = spec.rho(t - 1)
+        parts = [mask[:rows, : rho * d_in].reshape(rows, d_in, rho).sum(2).reshape(-1)]
+    if spec.biases[t - 1]:
+        parts.append(mask[:rows, spec.copy_width(t - 1) :].sum(1))
+    return torch.cat(parts)
+
+
+def _layer_report(ticket: LPlus1Ticket, certificate: LPlus1Certificate, t: int) -> LayerReport:
+    spec, masks = ticket.spec, ticket.lplus1_masks
+    layer = ticket.target.layers[t - 1]
+    figures = certificate.layers[t - 1]
+    kept = int(masks.weights[t].count_nonzero())
+    if masks.biases[t] is not None:
+        kept += int(masks.biases[t].count_nonzero())
+    if t == 1:
+        kept += int(masks.weights[0].count_nonzero())
+        if masks.biases[0] is not None:
+            kept += int(masks.biases[0].count_nonzero())
+    picks = picks_of(spec, masks, t)
+    k_min, k_max = int(picks.min()), int(picks.max())
+    errors = figures.weight_errors
+    random = spec.layer_params(t)
+    return LayerReport(
+        d_in=layer.d_in,
+        d_out=layer.d_out,
+        n=spec.copies[t - 1],
+        k=k_min if k_min == k_max else -1,
+        k_min=k_min,
+        k_max=k_max,
+        hidden=spec.width(t) if t < spec.depth else spec.width(t - 1),
+        grown_blocks=0,
+        n_max=spec.copies[t - 1],
+        random_params=random,
+        kept_params=kept,
+        density=kept / random,
+        tolerance=float(ticket.tolerances[t - 1]),
+        max_weight_error=float(errors.max()),
+        mean_weight_error=float(errors.mean()),
+        weights_over_tolerance=int((errors >= ticket.tolerances[t - 1]).sum()),
+        pair_error_norm=figures.pair_error_norm,
+        bias_error=figures.bias_error,
+        error_bound=figures.error_bound,
+        rounding_bound=figures.rounding_bound,
+    )
+
+
+def _report(ticket, certificate, empirical: float, timings: dict) -> Report:
+    spec = ticket.spec
+    kept = ticket.lplus1_masks.kept
+    random = spec.random_params
+    target_params = ticket.target.num_params
+    return Report(
+        epsilon=ticket.epsilon,
+        radius=certificate.radius,
+        certified_error=certificate.bound,
+        certified_error_exact=certificate.exact,
+        rounding_error=certificate.rounding,
+        arithmetic=certificate.arithmetic,
+        empirical_error=empirical,
+        density=kept / random,
+        density_limit=ticket.density_limit,
+        density_block=kept / spec.block_params,
+        random_params=random,
+        ticket_params=kept,
+        target_params=target_params,
+        overparameterization=random / target_params,
+        ticket_to_target=kept / target_params,
+        seed=ticket.seed,
+        device=str(ticket.device),
+        solver=ticket.solver,
+        layers=[_layer_report(ticket, certificate, t) for t in range(1, spec.depth + 1)],
+        timings={name: round(seconds, 4) for name, seconds in timings.items()},
+        versions=versions(),
+        construction=CONSTRUCTION,
+    )
+
+
+def ticket_from_payload(payload: dict, path: Path, device) -> LPlus1Ticket:
+    """Validate every field of a checksum-verified l+1 payload and build the ticket."""
+    from sslth.ticket import _field, _positive, _target, _unpack
+
+    try:
+        metadata = json.loads(payload["metadata"])
+    except (KeyError, TypeError, ValueError):
+        raise NotATicketError(f"{path}: metadata is missing or not JSON") from None
+    if not isinstance(metadata, dict):
+        raise NotATicketError(f"{path}: metadata is not a JSON object")
+    seed = _field(metadata, "seed", path)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise NotATicketError(f"{path}: seed must be an integer in [0, 2^62), got {seed!r}")
+    epsilon, radius = _positive(metadata, "epsilon", path), _positive(metadata, "radius", path)
+    density_limit = _positive(metadata, "density_limit", path, upper=1.0)
+    dtype_name = _field(metadata, "dtype", path)
+    if dtype_name not in DTYPES:
+        raise NotATicketError(f"{path}: dtype must be one of {sorted(DTYPES)}, got {dtype_name!r}")
+    raw = _field(metadata, "spec", path)
+    layers = _target_layers(payload, path)
+    target = _target(layers, metadata, path)
+    try:
+        spec = LPlus1Spec(
+            tuple(target.widths),
+            tuple(layer.bias is not None for layer in layers),
+            tuple(raw["copies"]),
+            seed,
+        )
+        if spec.to_dict() != raw or any(isinstance(c, bool) for c in raw["copies"]):
+            raise ValueError("it does not match the target")
+    except (TypeError, ValueError, KeyError) as error:
+        raise NotATicketError(f"{path}: the l+1 spec is malformed ({error})") from None
+    tolerances = _field(metadata, "tolerances", path)
+    if not isinstance(tolerances, list) or len(tolerances) != spec.depth:
+        raise NotATicketError(f"{path}: tolerances must be {spec.depth} numbers")
+    for value in tolerances:
+        _positive({"tolerance": value}, "tolerance", path)
+    weights, biases = [], []
+    for t in range(spec.depth + 1):
+        weights.append(_unpack(payload.get(f"mask.{t}.weight"), spec.module_shape(t), path))
+        has = spec.has_constants(t)
+        if has != (f"mask.{t}.bias" in payload):
+            raise NotATicketError(f"{path}: module {t}'s bias mask does not match the spec")
+        biases.append(_unpack(payload[f"mask.{t}.bias"], (spec.width(t),), path) if has else None)
+    if payload.get("checksums") != random_weights_checksums(spec):
+        raise NotATicketError(
+            f"{path}: the random weights regenerated from the seed do not match the stored "
+            "checksums (tampered file, or a torch whose random stream differs)"
+        )
+    ticket = LPlus1Ticket(
+        target,
+        spec,
+        LPlus1Masks(weights, biases),
+        seed=seed,
+        epsilon=epsilon,
+        radius=radius,
+        tolerances=[float(t) for t in tolerances],
+        density_limit=density_limit,
+        dtype=DTYPES[dtype_name],
+        device=device,
+        solver=str(metadata.get("solver", "auto")),
+    )
+    stored = metadata.get("report")
+    if stored is not None:
+        try:
+            ticket.stored_report = Report.from_dict(stored)
+        except (TypeError, ValueError, KeyError):
+            raise NotATicketError(f"{path}: the stored report is malformed") from None
+    return ticket
+
+
+def _target_layers(payload: dict, path: Path):
+    """The target layers stored in a payload (dense), checked finite."""
+    from sslth.target import TargetLayer
+
+    layers, index = [], 0
+    while f"target.{index}.weight" in payload:
+        weight, bias = payload[f"target.{index}.weight"], payload.get(f"target.{index}.bias")
+        for name, tensor in (("weight", weight), ("bias", bias)):
+            if tensor is None:
+                continue
+            if not isinstance(tensor, torch.Tensor) or tensor.dim() != (
+                2 if name == "weight" else 1
+            ):
+                raise NotATicketError(f"{path}: target layer {index} {name} is malformed")
+            if not torch.isfinite(tensor.to(torch.float64)).all():
+                raise NotATicketError(f"{path}: target layer {index} {name} has NaN or Inf")
+        if bias is not None and bias.shape[0] != weight.shape[0]:
+            raise NotATicketError(f"{path}: target layer {index} bias does not match its weight")
+        layers.append(
+            TargetLayer(weight.to(torch.float64), None if bias is None else bias.to(torch.float64))
+        )
+        index += 1
+    if not layers:
+        raise NotATicketError(f"{path}: the file holds no target layer")
+    return layers
+
+
+__all__ = ["CONSTRUCTION", "LPlus1Ticket", "random_weights_checksums", "ticket_from_payload"]
