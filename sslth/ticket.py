@@ -309,41 +309,12 @@ class Ticket:
         The random weights are not stored: they are regenerated from the seed on load and
         checked against per-layer checksums stored here.
         """
-        path = Path(path)
-        if path.exists() and path.is_dir():
-            raise NotATicketError(f"{path} is a folder; give a file name for the ticket")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        metadata = {
-            "seed": self.seed,
-            "epsilon": self.epsilon,
-            "radius": self.radius,
-            "density_limit": self.density_limit,
-            "dtype": str(self.dtype).replace("torch.", ""),
-            "tolerances": self.tolerances,
-            "solver": self.solver,
-            "structure": self.target.describe(),
-            "specs": [spec.to_dict() for spec in self.specs],
-            "report": None if self.report is None else self.report.to_dict(),
-        }
-        payload: dict = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "metadata": json.dumps(metadata),
-            "checksums": [random_weights_checksum(spec) for spec in self.specs],
-        }
-        for index, (layer, masks) in enumerate(zip(self.target.layers, self.masks, strict=True)):
-            payload[f"target.{index}.weight"] = layer.weight.clone()
-            if layer.bias is not None:
-                payload[f"target.{index}.bias"] = layer.bias.clone()
+        payload = base_payload(self, {"specs": [spec.to_dict() for spec in self.specs]})
+        payload["checksums"] = [random_weights_checksum(spec) for spec in self.specs]
+        for index, masks in enumerate(self.masks):
             payload[f"mask.{index}.kept_neurons"] = _pack(masks.kept_neurons)
             payload[f"mask.{index}.second"] = _pack(masks.second)
-        payload["content_sha256"] = _content_digest(payload)
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(buffer.getvalue())
-        tmp.replace(path)
-        return path
+        return write_payload(path, payload)
 
     @classmethod
     def load(
@@ -402,6 +373,69 @@ class Ticket:
             raise NotATicketError(f"{path}: unknown construction {construction!r}")
         ticket.evaluate(samples=samples)
         return ticket
+
+
+def base_payload(ticket: Ticket, extra_metadata: dict) -> dict:
+    """The fields every ticket file holds: header, JSON metadata (with ``extra_metadata``) and
+    the target's weights."""
+    metadata = {
+        "seed": ticket.seed,
+        "epsilon": ticket.epsilon,
+        "radius": ticket.radius,
+        "density_limit": ticket.density_limit,
+        "dtype": str(ticket.dtype).replace("torch.", ""),
+        "tolerances": ticket.tolerances,
+        "solver": ticket.solver,
+        "structure": ticket.target.describe(),
+        **extra_metadata,
+        "report": None if ticket.report is None else ticket.report.to_dict(),
+    }
+    payload: dict = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "metadata": json.dumps(metadata),
+    }
+    for index, layer in enumerate(ticket.target.layers):
+        payload[f"target.{index}.weight"] = layer.weight.clone()
+        if layer.bias is not None:
+            payload[f"target.{index}.bias"] = layer.bias.clone()
+    return payload
+
+
+def write_payload(path: str | Path, payload: dict) -> Path:
+    """Seal ``payload`` with its SHA-256 and write it atomically to ``path``."""
+    path = Path(path)
+    if path.exists() and path.is_dir():
+        raise NotATicketError(f"{path} is a folder; give a file name for the ticket")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload["content_sha256"] = _content_digest(payload)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)
+    return path
+
+
+def read_header(payload: dict, path: Path) -> tuple[dict, int, float, float, float, str]:
+    """(metadata, seed, ε, radius, density limit, dtype name) of a checksum-verified payload,
+    each validated."""
+    try:
+        metadata = json.loads(payload["metadata"])
+    except (KeyError, TypeError, ValueError):
+        raise NotATicketError(f"{path}: metadata is missing or not JSON") from None
+    if not isinstance(metadata, dict):
+        raise NotATicketError(f"{path}: metadata is not a JSON object")
+    seed = _field(metadata, "seed", path)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise NotATicketError(f"{path}: seed must be an integer in [0, 2^62), got {seed!r}")
+    epsilon = _positive(metadata, "epsilon", path)
+    radius = _positive(metadata, "radius", path)
+    density_limit = _positive(metadata, "density_limit", path, upper=1.0)
+    dtype_name = _field(metadata, "dtype", path)
+    if dtype_name not in DTYPES:
+        raise NotATicketError(f"{path}: dtype must be one of {sorted(DTYPES)}, got {dtype_name!r}")
+    return metadata, seed, epsilon, radius, density_limit, dtype_name
 
 
 def network_bytes(specs: list[PairSpec], dtype: torch.dtype) -> int:
@@ -487,22 +521,8 @@ def _positive(metadata: dict, name: str, path: Path, *, upper: float | None = No
 
 def _ticket_from_payload(payload: dict, path: Path, device) -> Ticket:
     """Validate every field of a (checksum-verified) payload and build the ticket."""
-    try:
-        metadata = json.loads(payload["metadata"])
-    except (KeyError, TypeError, ValueError):
-        raise NotATicketError(f"{path}: metadata is missing or not JSON") from None
-    if not isinstance(metadata, dict):
-        raise NotATicketError(f"{path}: metadata is not a JSON object")
+    metadata, seed, epsilon, radius, density_limit, dtype_name = read_header(payload, path)
     check_keys(metadata, METADATA_KEYS, "metadata field", path)
-    seed = _field(metadata, "seed", path)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
-        raise NotATicketError(f"{path}: seed must be an integer in [0, 2^62), got {seed!r}")
-    epsilon = _positive(metadata, "epsilon", path)
-    radius = _positive(metadata, "radius", path)
-    density_limit = _positive(metadata, "density_limit", path, upper=1.0)
-    dtype_name = _field(metadata, "dtype", path)
-    if dtype_name not in DTYPES:
-        raise NotATicketError(f"{path}: dtype must be one of {sorted(DTYPES)}, got {dtype_name!r}")
     raw_specs = _field(metadata, "specs", path)
     if not isinstance(raw_specs, list) or not raw_specs:
         raise NotATicketError(f"{path}: specs must be a non-empty list")

@@ -109,6 +109,7 @@ def stored_report(data, path: Path) -> Report | None:
         return None
     if not isinstance(data, dict):
         raise NotATicketError(f"{path}: the stored report is malformed (not an object)")
+    data = {"construction": "2l", **data}  # files from before the l+1 construction
     _check_fields(Report, data, "report", path)
     layers = data["layers"]
     if not isinstance(layers, list):

@@ -142,6 +142,8 @@ def prune_lplus1(target: Target, options) -> LPlus1Ticket:
             best, best_key = ticket, key
         if certificate.bound <= options.epsilon and density <= options.density:
             break
+        if certificate.rounding >= SAFETY * options.epsilon:
+            break  # the arithmetic alone leaves no room: no size or tolerance can help
         _adjust(spec, picks, certificate, options, scales, minimum)
     if best is None:
         raise TicketNotFound(
@@ -152,6 +154,12 @@ def prune_lplus1(target: Target, options) -> LPlus1Ticket:
     report = best.evaluate(
         samples=options.empirical_samples, timings={"search": time.perf_counter() - start}
     )
+    if report.rounding_error >= SAFETY * options.epsilon:
+        raise TicketNotFound(
+            f"the {report.arithmetic} rounding term alone is {report.rounding_error:.3g}, beyond "
+            f"what ε = {options.epsilon:g} leaves room for: use dtype='float64', or raise ε",
+            best=best,
+        )
     if not (report.meets_epsilon and report.meets_density):
         raise TicketNotFound(
             f"no l+1 ticket met ε = {options.epsilon:g} at density <= {options.density:g}: the "

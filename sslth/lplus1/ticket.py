@@ -8,8 +8,6 @@ recomputed from the network as it runs), ``save`` and :func:`sslth.load`.
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import time
 from pathlib import Path
 
@@ -17,7 +15,6 @@ import torch
 from torch import nn
 
 from sslth.certify import empirical_error
-from sslth.construct import SEED_LIMIT
 from sslth.errors import NotATicketError, SslthError
 from sslth.lplus1.certify import LPlus1Certificate, certify_lplus1
 from sslth.lplus1.layout import (
@@ -31,7 +28,14 @@ from sslth.masks import plain_copy
 from sslth.report import LayerReport, Report, versions
 from sslth.rounding import DTYPES
 from sslth.target import Target
-from sslth.ticket import FORMAT, FORMAT_VERSION, Ticket, _content_digest, _pack
+from sslth.ticket import (
+    Ticket,
+    _pack,
+    attach_stored_report,
+    base_payload,
+    read_header,
+    write_payload,
+)
 
 CONSTRUCTION = "l+1"
 
@@ -138,46 +142,15 @@ class LPlus1Ticket(Ticket):
     def save(self, path: str | Path) -> Path:
         """Write the ticket to one file (see :meth:`Ticket.save`): the target, the masks, the
         sizes and seed, checksums of the random weights, and a SHA-256 over all of it."""
-        path = Path(path)
-        if path.exists() and path.is_dir():
-            raise NotATicketError(f"{path} is a folder; give a file name for the ticket")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        metadata = {
-            "seed": self.seed,
-            "epsilon": self.epsilon,
-            "radius": self.radius,
-            "density_limit": self.density_limit,
-            "dtype": str(self.dtype).replace("torch.", ""),
-            "tolerances": self.tolerances,
-            "solver": self.solver,
-            "structure": self.target.describe(),
-            "spec": self.spec.to_dict(),
-            "report": None if self.report is None else self.report.to_dict(),
-        }
-        payload: dict = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "construction": CONSTRUCTION,
-            "metadata": json.dumps(metadata),
-            "checksums": random_weights_checksums(self.spec),
-        }
-        for index, layer in enumerate(self.target.layers):
-            payload[f"target.{index}.weight"] = layer.weight.clone()
-            if layer.bias is not None:
-                payload[f"target.{index}.bias"] = layer.bias.clone()
-        for t, (weight, bias) in enumerate(
-            zip(self.lplus1_masks.weights, self.lplus1_masks.biases, strict=True)
-        ):
+        payload = base_payload(self, {"spec": self.spec.to_dict()})
+        payload["construction"] = CONSTRUCTION
+        payload["checksums"] = random_weights_checksums(self.spec)
+        masks = self.lplus1_masks
+        for t, (weight, bias) in enumerate(zip(masks.weights, masks.biases, strict=True)):
             payload[f"mask.{t}.weight"] = _pack(weight)
             if bias is not None:
                 payload[f"mask.{t}.bias"] = _pack(bias)
-        payload["content_sha256"] = _content_digest(payload)
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(buffer.getvalue())
-        tmp.replace(path)
-        return path
+        return write_payload(path, payload)
 
 
 def random_weights_checksums(spec: LPlus1Spec) -> list[str]:
@@ -286,20 +259,7 @@ def ticket_from_payload(payload: dict, path: Path, device) -> LPlus1Ticket:
     """Validate every field of a checksum-verified l+1 payload and build the ticket."""
     from sslth.ticket import _field, _positive, _target, _unpack
 
-    try:
-        metadata = json.loads(payload["metadata"])
-    except (KeyError, TypeError, ValueError):
-        raise NotATicketError(f"{path}: metadata is missing or not JSON") from None
-    if not isinstance(metadata, dict):
-        raise NotATicketError(f"{path}: metadata is not a JSON object")
-    seed = _field(metadata, "seed", path)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
-        raise NotATicketError(f"{path}: seed must be an integer in [0, 2^62), got {seed!r}")
-    epsilon, radius = _positive(metadata, "epsilon", path), _positive(metadata, "radius", path)
-    density_limit = _positive(metadata, "density_limit", path, upper=1.0)
-    dtype_name = _field(metadata, "dtype", path)
-    if dtype_name not in DTYPES:
-        raise NotATicketError(f"{path}: dtype must be one of {sorted(DTYPES)}, got {dtype_name!r}")
+    metadata, seed, epsilon, radius, density_limit, dtype_name = read_header(payload, path)
     raw = _field(metadata, "spec", path)
     layers = _target_layers(payload, path)
     target = _target(layers, metadata, path)
@@ -344,13 +304,7 @@ def ticket_from_payload(payload: dict, path: Path, device) -> LPlus1Ticket:
         device=device,
         solver=str(metadata.get("solver", "auto")),
     )
-    stored = metadata.get("report")
-    if stored is not None:
-        try:
-            ticket.stored_report = Report.from_dict(stored)
-        except (TypeError, ValueError, KeyError):
-            raise NotATicketError(f"{path}: the stored report is malformed") from None
-    return ticket
+    return attach_stored_report(ticket, metadata, path)
 
 
 def _target_layers(payload: dict, path: Path):
