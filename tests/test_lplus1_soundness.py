@@ -72,7 +72,8 @@ def check_case(index: int) -> tuple[float, float]:
     ]
     exact, _ = reference_bound(ticket.network, layers, case["radius"])
     assert ticket.report.certified_error_exact >= exact * (1 - 1e-9)
-    assert math.isclose(ticket.report.certified_error_exact, exact, rel_tol=1e-6)
+    # the report adds rigorous float64 rounding margins: tiny absolute, not always tiny relative
+    assert math.isclose(ticket.report.certified_error_exact, exact, rel_tol=1e-5, abs_tol=1e-9)
     attack = worst_gap(
         float64_copy(target), ticket.network, case["radius"], case["widths"][0], seed=index, **QUICK
     )

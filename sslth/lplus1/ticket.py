@@ -28,13 +28,14 @@ from sslth.masks import plain_copy
 from sslth.report import LayerReport, Report, versions
 from sslth.rounding import DTYPES
 from sslth.target import Target
-from sslth.ticket import (
-    Ticket,
-    _pack,
-    attach_stored_report,
-    base_payload,
-    read_header,
-    write_payload,
+from sslth.ticket import Ticket, _pack, base_payload, read_header, write_payload
+from sslth.ticketfile import (
+    HEADER_KEYS,
+    METADATA_KEYS,
+    check_keys,
+    check_target_tensor,
+    check_text,
+    stored_report,
 )
 
 CONSTRUCTION = "l+1"
@@ -260,6 +261,8 @@ def ticket_from_payload(payload: dict, path: Path, device) -> LPlus1Ticket:
     from sslth.ticket import _field, _positive, _target, _unpack
 
     metadata, seed, epsilon, radius, density_limit, dtype_name = read_header(payload, path)
+    expected = [key if key != "specs" else "spec" for key in METADATA_KEYS]
+    check_keys(metadata, expected, "metadata field", path)
     raw = _field(metadata, "spec", path)
     layers = _target_layers(payload, path)
     target = _target(layers, metadata, path)
@@ -286,6 +289,7 @@ def ticket_from_payload(payload: dict, path: Path, device) -> LPlus1Ticket:
         if has != (f"mask.{t}.bias" in payload):
             raise NotATicketError(f"{path}: module {t}'s bias mask does not match the spec")
         biases.append(_unpack(payload[f"mask.{t}.bias"], (spec.width(t),), path) if has else None)
+    check_keys(payload, _payload_keys(spec), "key", path)
     if payload.get("checksums") != random_weights_checksums(spec):
         raise NotATicketError(
             f"{path}: the random weights regenerated from the seed do not match the stored "
@@ -302,9 +306,10 @@ def ticket_from_payload(payload: dict, path: Path, device) -> LPlus1Ticket:
         density_limit=density_limit,
         dtype=DTYPES[dtype_name],
         device=device,
-        solver=str(metadata.get("solver", "auto")),
+        solver=check_text(_field(metadata, "solver", path), "solver", path),
     )
-    return attach_stored_report(ticket, metadata, path)
+    ticket.stored_report = stored_report(_field(metadata, "report", path), path)
+    return ticket
 
 
 def _target_layers(payload: dict, path: Path):
@@ -315,14 +320,10 @@ def _target_layers(payload: dict, path: Path):
     while f"target.{index}.weight" in payload:
         weight, bias = payload[f"target.{index}.weight"], payload.get(f"target.{index}.bias")
         for name, tensor in (("weight", weight), ("bias", bias)):
-            if tensor is None:
-                continue
-            if not isinstance(tensor, torch.Tensor) or tensor.dim() != (
-                2 if name == "weight" else 1
-            ):
-                raise NotATicketError(f"{path}: target layer {index} {name} is malformed")
-            if not torch.isfinite(tensor.to(torch.float64)).all():
-                raise NotATicketError(f"{path}: target layer {index} {name} has NaN or Inf")
+            if tensor is not None:
+                check_target_tensor(tensor, f"layer {index} {name}", path)
+                if tensor.dim() != (2 if name == "weight" else 1):
+                    raise NotATicketError(f"{path}: target layer {index} {name} is malformed")
         if bias is not None and bias.shape[0] != weight.shape[0]:
             raise NotATicketError(f"{path}: target layer {index} bias does not match its weight")
         layers.append(
@@ -332,6 +333,20 @@ def _target_layers(payload: dict, path: Path):
     if not layers:
         raise NotATicketError(f"{path}: the file holds no target layer")
     return layers
+
+
+def _payload_keys(spec: LPlus1Spec) -> list[str]:
+    """Every key an l+1 ticket file for ``spec`` holds."""
+    keys = [*HEADER_KEYS, "construction"]
+    for index, has_bias in enumerate(spec.biases):
+        keys.append(f"target.{index}.weight")
+        if has_bias:
+            keys.append(f"target.{index}.bias")
+    for t in range(spec.depth + 1):
+        keys.append(f"mask.{t}.weight")
+        if spec.has_constants(t):
+            keys.append(f"mask.{t}.bias")
+    return keys
 
 
 __all__ = ["CONSTRUCTION", "LPlus1Ticket", "random_weights_checksums", "ticket_from_payload"]

@@ -42,6 +42,7 @@ from sslth import theory
 from sslth.certify import PairOperator, empirical_error
 from sslth.construct import PairSpec, layer_seed
 from sslth.device import available_cores, resolve_device
+from sslth.errors import ConfigError
 from sslth.kinds import Conv2d
 from sslth.search.instances import BlockDraw, instance_rows, lay_out, target_values
 from sslth.search.layer import BLOCK_GROWTH, DRAW_CACHE_BYTES, GROUP_INSTANCES
