@@ -598,8 +598,11 @@ def _ball_points(
 
 
 def _landmarks(dim: int, radius: float) -> torch.Tensor:
-    """x = 0 and ±R along the first axes: kinks and corners a random draw rarely hits."""
-    axes = torch.eye(dim, dtype=torch.float64)[: min(dim, 64)] * radius
+    """x = 0 and ±R along the first axes: kinks and corners a random draw rarely hits
+    (129 × dim values at most: the rows of eye(dim) it once built cost dim², 65 GB at 300²)."""
+    count = min(dim, 64)
+    axes = torch.zeros(count, dim, dtype=torch.float64)
+    axes[torch.arange(count), torch.arange(count)] = radius
     return torch.cat([torch.zeros(1, dim, dtype=torch.float64), axes, -axes])
 
 
@@ -632,7 +635,9 @@ def empirical_error(
         exact = target.forward(x) - forward(x)
         return torch.linalg.vector_norm(exact, dim=1)
 
-    chunk = max(1, min(samples, 2**23 // max(dim, 1)))
+    # 2^23 values (64 MiB) per batch in the widest of the input and the layers' outputs
+    widest = max([dim] + [math.prod(layer.out_shape) for layer in target.layers])
+    chunk = max(1, min(samples, 2**23 // widest))
     groups: list[tuple[torch.Tensor, torch.Tensor]] = []  # (worst gaps, their points) per kind
     best = 0.0
     with torch.no_grad():

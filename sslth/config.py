@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import tomllib
 from dataclasses import asdict, dataclass
@@ -36,6 +37,7 @@ import sslth
 from sslth.errors import ConfigError, TargetError
 from sslth.options import from_mapping, option
 from sslth.search.options import PruneOptions
+from sslth.sizes import check_random_params
 from sslth.target import Target, as_target
 
 TARGET_KINDS = ("random", "state_dict")
@@ -548,10 +550,28 @@ def build_target(config: TargetConfig, input_shape: list[int] | None = None) -> 
 
 
 def load_target(config: Config, options: PruneOptions) -> tuple[nn.Sequential, Target]:
-    """The model a config describes and its validated :class:`~sslth.target.Target`."""
+    """The model a config describes and its validated :class:`~sslth.target.Target`; an
+    architecture whose smallest random network is over ``max_random_params`` is refused from
+    its sizes, before any weight is drawn."""
+    try:
+        check_random_params(_entry_sizes(config.target), options.max_random_params)
+    except TargetError as error:
+        raise ConfigError(f"[target] {error}") from None
     model = build_target(config.target, options.input_shape)
     what = "layers" if config.target.layers is not None else "widths"
     return model, _target_of(model, options.input_shape, what)
+
+
+def _entry_sizes(config: TargetConfig) -> list[tuple[str, int, int, int, bool]]:
+    """(name, d_in, d_out, taps, has_bias) of each affine entry, from the config alone."""
+    config.check_architecture()
+    sizes = []
+    for entry in config.architecture():
+        if entry.is_affine:
+            out, inp, *kernel = entry.weight_shape()
+            bias = entry.bias if entry.bias is not None else bool(config.bias)
+            sizes.append((entry.label or entry.text, inp, out, math.prod(kernel), bias))
+    return sizes
 
 
 # ---------------------------------------------------------------------------------- config

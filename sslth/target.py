@@ -23,6 +23,7 @@ from sslth.graph import check_graph, graph_network, run_graph
 from sslth.kinds import DENSE, Conv2d, LayerKind
 from sslth.modules import effective_parameter, global_hook_problem, module_problem
 from sslth.ops import FLATTEN, RELU, SUPPORTED_OPS, Op, op_of_module
+from sslth.sizes import check_example_size
 
 _LAYERS = (nn.Linear, nn.Conv2d)
 
@@ -97,6 +98,7 @@ class Target:
                 check_graph(self.graph, self.layers, self.input_shape)
             except ValueError as error:
                 raise TargetError(str(error)) from None
+        check_example_size(self)
 
     @property
     def flatten_input(self) -> bool:

@@ -25,6 +25,7 @@ from sslth.rounding import DTYPES
 from sslth.search.loop import Candidate, Search
 from sslth.search.options import PruneOptions, as_options
 from sslth.search.plan import SAFETY
+from sslth.sizes import check_random_params, layer_sizes
 from sslth.subset_sum import make_solver
 from sslth.target import as_target
 from sslth.ticket import Ticket
@@ -40,6 +41,7 @@ def prune(target, epsilon: float | PruneOptions, density: float | None = None, *
         with intra_op_threads(1):
             return prune_lplus1(target, options)
     device, solver = resolve_device(options.device), make_solver(options.method)
+    check_random_params(layer_sizes(target), options.max_random_params)
     with intra_op_threads(1):
         # the bar's ticker thread stops however the search ends (an error included)
         with Progress(options.progress, "sslth: solving") as progress:

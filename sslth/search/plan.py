@@ -24,6 +24,7 @@ import torch
 from sslth import theory
 from sslth.graph import input_radii, output_gains
 from sslth.search.options import PruneOptions
+from sslth.sizes import pair_params
 from sslth.target import Target, TargetLayer
 
 SAFETY = 0.9  # fraction of ε the first attempt aims for: the rest absorbs second-order terms
@@ -53,9 +54,7 @@ class LayerPlan:
 
 def random_params(layer: TargetLayer, n: int) -> int:
     """Weights of the random pair that stands in for ``layer`` with n neurons per input."""
-    hidden = 2 * n * (layer.d_in + int(layer.bias is not None))
-    rows = layer.d_out * layer.kind.taps
-    return hidden * layer.d_in + (hidden if layer.bias is not None else 0) + rows * hidden
+    return pair_params(layer.d_in, layer.d_out, layer.kind.taps, layer.bias is not None, n)
 
 
 def expected_kept(layer: TargetLayer, n: int, k: int) -> float:

@@ -55,6 +55,7 @@ from sslth.search.plan import (
     random_params,
     sizes,
 )
+from sslth.sizes import check_random_params, layer_sizes
 from sslth.subset_sum import make_solver, solve
 from sslth.subset_sum.api import DEFAULT_MEMORY_BUDGET
 from sslth.target import Target, TargetLayer, as_target
@@ -520,6 +521,8 @@ def plan(
             "run prune (it reports ρ, k and m)"
         )
     target = as_target(target, input_shape=opts.input_shape)
+    # beyond max_random_params the plan still says how far (up to BEYOND_PARAMS)
+    check_random_params(layer_sizes(target), max(opts.max_random_params, BEYOND_PARAMS))
     device = resolve_device(opts.device)
     solver = make_solver(opts.method)
     depth = len(target.layers)
