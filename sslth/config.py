@@ -554,7 +554,9 @@ def load_target(config: Config, options: PruneOptions) -> tuple[nn.Sequential, T
     architecture whose smallest random network is over ``max_random_params`` is refused from
     its sizes, before any weight is drawn."""
     try:
-        check_random_params(_entry_sizes(config.target), options.max_random_params)
+        check_random_params(
+            _entry_sizes(config.target), options.max_random_params, options.construction
+        )
     except TargetError as error:
         raise ConfigError(f"[target] {error}") from None
     model = build_target(config.target, options.input_shape)

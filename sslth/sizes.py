@@ -30,24 +30,31 @@ def pair_params(d_in: int, d_out: int, taps: int, has_bias: bool, n: int) -> int
     return hidden * d_in + (hidden if has_bias else 0) + d_out * taps * hidden
 
 
-def check_random_params(layers, max_params: int, option: str = "max_random_params") -> None:
-    """Refuse when some layer's n = 1 random pair is over ``max_params`` (the search could
-    never draw it: every n it tries is at least 1).
+def check_random_params(
+    layers, max_params: int, construction: str = "2l", option: str = "max_random_params"
+) -> None:
+    """Refuse when some layer's smallest random part is over ``max_params``: for the 2l
+    construction its n = 1 pair (the search never tries a smaller n); for the l+1 one, the
+    layer's own d_in · d_out weights (its random module has at least d_out × d_in, ρ ≥ 1).
 
     Args:
         layers: (name, d_in, d_out, taps, has_bias) per affine layer.
-        max_params: the largest random pair allowed.
+        max_params: the largest random part allowed.
+        construction: "2l" or "l+1".
         option: how the message names that limit.
 
     Raises:
         TargetError: naming the layer and both counts.
     """
     for name, d_in, d_out, taps, has_bias in layers:
-        needed = pair_params(d_in, d_out, taps, has_bias, 1)
+        if construction == "l+1":
+            needed, what = d_in * d_out * taps, "its l+1 random module has at least"
+        else:
+            needed, what = pair_params(d_in, d_out, taps, has_bias, 1), "its n = 1 pair has"
         if needed > max_params:
             raise TargetError(
-                f"{name} ({d_in} -> {d_out}): its smallest random pair (n = 1) has "
-                f"{needed:,} weights, over {option} = {max_params:,}: too large to hold"
+                f"{name} ({d_in} -> {d_out}): {what} {needed:,} weights, over {option} = "
+                f"{max_params:,}: too large to hold"
             )
 
 

@@ -54,7 +54,7 @@ def test_pair_params_is_the_specs_dense_count(d_in, d_out, bias):
 def test_the_smallest_pair_is_compared_with_the_limit():
     needed = pair_params(10, 4, 1, True, 1)
     check_random_params([("layer 1", 10, 4, 1, True)], needed)  # exactly at the limit: fine
-    with pytest.raises(TargetError, match=f"{needed:,} weights, over max_random_params"):
+    with pytest.raises(TargetError, match=f"n = 1 pair has {needed:,} weights, over max_"):
         check_random_params([("layer 1", 10, 4, 1, True)], needed - 1)
 
 
@@ -74,3 +74,10 @@ def test_landmarks_are_the_rows_of_the_identity_they_replace(dim):
     old = torch.cat([torch.zeros(1, dim, dtype=torch.float64), eye, -eye])
     new = _landmarks(dim, 0.7)
     assert torch.equal(new, old) and torch.equal(new.signbit(), old.signbit())
+
+
+def test_the_l_plus_1_construction_is_held_to_its_own_smallest_size():
+    layers = [("layer 1", 10, 4, 1, True)]
+    check_random_params(layers, 40, "l+1")  # 10 x 4: its random module has at least that
+    with pytest.raises(TargetError, match="l\\+1 random module has at least 40 weights"):
+        check_random_params(layers, 39, "l+1")

@@ -35,13 +35,13 @@ def prune(target, epsilon: float | PruneOptions, density: float | None = None, *
     start = time.perf_counter()
     options = as_options(epsilon, density, options, caller="prune")
     target = as_target(target, input_shape=options.input_shape)
+    check_random_params(layer_sizes(target), options.max_random_params, options.construction)
     if options.construction == "l+1":
         from sslth.lplus1.search import prune_lplus1
 
         with intra_op_threads(1):
             return prune_lplus1(target, options)
     device, solver = resolve_device(options.device), make_solver(options.method)
-    check_random_params(layer_sizes(target), options.max_random_params)
     with intra_op_threads(1):
         # the bar's ticker thread stops however the search ends (an error included)
         with Progress(options.progress, "sslth: solving") as progress:

@@ -522,7 +522,9 @@ def plan(
         )
     target = as_target(target, input_shape=opts.input_shape)
     # beyond max_random_params the plan still says how far (up to BEYOND_PARAMS)
-    check_random_params(layer_sizes(target), max(opts.max_random_params, BEYOND_PARAMS))
+    check_random_params(
+        layer_sizes(target), max(opts.max_random_params, BEYOND_PARAMS), opts.construction
+    )
     device = resolve_device(opts.device)
     solver = make_solver(opts.method)
     depth = len(target.layers)
