@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from sslth.kinds import DENSE, LayerKind
-from sslth.target import Target
+from sslth.target import Target, TargetLayer
 
 SEED_LIMIT = 2**62  # layer seeds are taken modulo 2^62: larger seeds would repeat smaller ones
 _DIAGONAL, _SECOND, _FIRST, _FIRST_BIAS = 0, 1, 2, 3
@@ -71,6 +71,24 @@ class PairSpec:
     def __post_init__(self) -> None:
         object.__setattr__(
             self, "grown", tuple(sorted((int(j), int(n)) for j, n in dict(self.grown).items()))
+        )
+
+    @classmethod
+    def for_layer(cls, layer: TargetLayer, n: int, seed: int, index: int) -> PairSpec:
+        """The pair that stands in for target layer ``index`` (its ``layer``) with n neurons
+        per input, drawn from the ticket seed ``seed`` (the one way a layer's spec is made).
+
+        Args:
+            layer: the target layer.
+            n: neurons per input.
+            seed: the ticket's seed (the layer's own is :func:`layer_seed` of it).
+            index: the layer's position in the target.
+
+        Returns:
+            The spec, with no grown blocks.
+        """
+        return cls(
+            layer.d_in, layer.d_out, n, layer.bias is not None, layer_seed(seed, index), layer.kind
         )
 
     @property
@@ -218,14 +236,7 @@ def input_of_neuron(spec: PairSpec) -> torch.Tensor:
 
 def specs_for(target: Target, neurons_per_input: list[int], seed: int) -> list[PairSpec]:
     return [
-        PairSpec(
-            layer.d_in,
-            layer.d_out,
-            n,
-            layer.bias is not None,
-            layer_seed(seed, index),
-            layer.kind,
-        )
+        PairSpec.for_layer(layer, n, seed, index)
         for index, (layer, n) in enumerate(zip(target.layers, neurons_per_input, strict=True))
     ]
 

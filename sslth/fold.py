@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from sslth.errors import TargetError, UnsupportedTargetError
-from sslth.kinds import Conv2d
 
 _U = 2.0**-53
 
@@ -87,11 +86,12 @@ def fold_batch_norm(layer, module: nn.Module, name: str):
     if not (torch.isfinite(weight).all() and torch.isfinite(new_bias).all()):
         raise TargetError(f"{name}: folding it gives non-finite weights")
     kind = layer.kind
-    if isinstance(kind, Conv2d):
-        try:
-            kind.bias_tap  # noqa: B018  (a folded conv has a bias: it needs a constant tap)
-        except ValueError as error:
-            raise UnsupportedTargetError(f"{name}: the folded conv needs a bias: {error}") from None
+    try:
+        # a folded layer has a bias, which needs a constant tap: a dense layer always has one, a
+        # conv raises when no kernel position can carry the bias
+        kind.bias_tap  # noqa: B018
+    except ValueError as error:
+        raise UnsupportedTargetError(f"{name}: the folded conv needs a bias: {error}") from None
     taps = math.sqrt(kind.taps)
     weight_error = _gamma(5) * taps * float(torch.linalg.vector_norm(weight)) * (1 + 1e-12)
     bias_error = _gamma(8) * float(torch.linalg.vector_norm(shifted.abs() + beta.abs()))

@@ -20,7 +20,7 @@ from torch import nn
 
 from sslth.errors import TargetError, UnsupportedTargetError
 from sslth.graph import check_graph, graph_network, run_graph
-from sslth.kinds import DENSE, Conv2d, LayerKind
+from sslth.kinds import DENSE, Conv2d, LayerKind, has_convolution
 from sslth.modules import effective_parameter, global_hook_problem, module_problem
 from sslth.ops import FLATTEN, RELU, SUPPORTED_OPS, Op, op_of_module
 from sslth.sizes import check_example_size
@@ -50,15 +50,11 @@ class TargetLayer:
     @property
     def out_shape(self) -> tuple[int, ...]:
         """Per-example output shape: (d_out,), or (c_out, H_out, W_out) for a conv."""
-        if isinstance(self.kind, Conv2d):
-            return (self.d_out, *self.kind.out_hw)
-        return (self.d_out,)
+        return self.kind.out_shape(self.d_out)
 
     @property
     def in_shape(self) -> tuple[int, ...]:
-        if isinstance(self.kind, Conv2d):
-            return (self.d_in, *self.kind.in_hw)
-        return (self.d_in,)
+        return self.kind.in_shape(self.d_in)
 
 
 def _default_ops(depth: int) -> tuple[tuple[Op, ...], ...]:
@@ -118,7 +114,7 @@ class Target:
 
     @property
     def has_conv(self) -> bool:
-        return any(isinstance(layer.kind, Conv2d) for layer in self.layers)
+        return has_convolution(layer.kind for layer in self.layers)
 
     @property
     def num_params(self) -> int:
@@ -210,20 +206,7 @@ class Target:
 def _layer_module(layer: TargetLayer) -> nn.Module:
     """A float64 ``nn.Linear`` / ``nn.Conv2d`` holding a copy of ``layer``."""
     has_bias = layer.bias is not None
-    if isinstance(layer.kind, Conv2d):
-        kind = layer.kind
-        module = nn.Conv2d(
-            layer.d_in,
-            layer.d_out,
-            kind.kernel,
-            stride=kind.stride,
-            padding=kind.padding,
-            dilation=kind.dilation,
-            bias=has_bias,
-        )
-    else:
-        module = nn.Linear(layer.d_in, layer.d_out, bias=has_bias)
-    module = module.double()
+    module = layer.kind.layer_module(layer.d_in, layer.d_out, has_bias).double()
     with torch.no_grad():
         module.weight.copy_(layer.weight)
         if has_bias:
@@ -429,7 +412,7 @@ def _read_layer(module: nn.Module, position: int, shape: tuple[int, ...]) -> Tar
         weight = _copy(effective_parameter(module, "weight"), f"{name} weight", 2)
     bias = effective_parameter(module, "bias")
     bias = None if bias is None else _copy(bias, f"{name} bias", 1)
-    if bias is not None and isinstance(kind, Conv2d):
+    if bias is not None:
         try:
             kind.bias_tap  # noqa: B018  (raises when no kernel position can carry the bias)
         except ValueError as error:

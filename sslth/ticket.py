@@ -29,7 +29,7 @@ from sslth.construct import (
 )
 from sslth.errors import NetworkTooLarge, NotATicketError, SslthError
 from sslth.graph import GraphNetwork, Node
-from sslth.kinds import kind_from_dict
+from sslth.kinds import has_convolution, kind_from_dict
 from sslth.masks import PairMasks, apply_pair_masks, plain_copy
 from sslth.network import network_operators, read_ticket_network
 from sslth.ops import RELU, Op
@@ -139,7 +139,7 @@ class Ticket:
         steps = self.network.steps if self.target.graph else self.network
         plain = [plain_copy(module) for module in steps]
         if compact:
-            plain = _drop_dead_units(plain)
+            plain = _drop_dead_units(plain, self.specs)
         if self.target.graph:
             return GraphNetwork(self.target.graph, self.target.input_shape, plain, 3)
         return nn.Sequential(*plain)
@@ -216,7 +216,7 @@ class Ticket:
             arithmetic = arithmetic_of(
                 self.dtype,
                 self.device,
-                convolution=any(len(spec.kind.kernel_shape) for spec in self.specs),
+                convolution=has_convolution(spec.kind for spec in self.specs),
             )
         certificate = certify_operators(self.target, operators, self.radius, arithmetic)
         layer_reports = []
@@ -461,12 +461,13 @@ def available_memory(device: torch.device) -> int | None:
     return None
 
 
-def _drop_dead_units(modules: list[nn.Module]) -> list[nn.Module]:
-    """The modules of a plain ticket network, its pairs without their hidden units that output
-    0 (no input weight and no positive bias, or no output weight)."""
+def _drop_dead_units(modules: list[nn.Module], specs: list[PairSpec]) -> list[nn.Module]:
+    """The modules of a plain ticket network, its pairs (``specs``, in order) without their
+    hidden units that output 0 (no input weight and no positive bias, or no output weight)."""
     modules = list(modules)
-    weighted = [i for i, m in enumerate(modules) if isinstance(m, (nn.Linear, nn.Conv2d))]
-    for first_index, second_index in zip(weighted[::2], weighted[1::2], strict=True):
+    weighted = [i for i, m in enumerate(modules) if getattr(m, "weight", None) is not None]
+    pairs = zip(specs, weighted[::2], weighted[1::2], strict=True)
+    for spec, first_index, second_index in pairs:
         first, second = modules[first_index], modules[second_index]
         u = first.weight.detach().reshape(first.weight.shape[0], -1)
         bias = first.bias.detach() if first.bias is not None else torch.zeros(u.shape[0])
@@ -475,27 +476,19 @@ def _drop_dead_units(modules: list[nn.Module]) -> list[nn.Module]:
             v.shape[1], -1
         ).any(dim=1)
         keep = alive.nonzero().squeeze(1)
-        modules[first_index] = _keep_units(first, keep, output=True)
-        modules[second_index] = _keep_units(second, keep, output=False)
+        small = spec.kind.pair_modules(spec.d_in, spec.d_out, keep.numel(), first.bias is not None)
+        modules[first_index] = _keep_units(small[0], first, keep, output=True)
+        modules[second_index] = _keep_units(small[1], second, keep, output=False)
     return modules
 
 
-def _keep_units(module: nn.Module, keep: torch.Tensor, *, output: bool) -> nn.Module:
-    """A copy of ``module`` with only the output (or input) units ``keep``."""
+def _keep_units(
+    copy: nn.Module, module: nn.Module, keep: torch.Tensor, *, output: bool
+) -> nn.Module:
+    """``copy`` (a module of the kind's shape) holding ``module``'s weights of the output (or
+    input) units ``keep``."""
     weight = module.weight.detach()
     weight = weight[keep] if output else weight[:, keep]
-    if isinstance(module, nn.Conv2d):
-        copy = nn.Conv2d(
-            weight.shape[1],
-            weight.shape[0],
-            module.kernel_size,
-            stride=module.stride,
-            padding=module.padding,
-            dilation=module.dilation,
-            bias=module.bias is not None,
-        )
-    else:
-        copy = nn.Linear(weight.shape[1], weight.shape[0], bias=module.bias is not None)
     copy = copy.to(device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         copy.weight.copy_(weight)

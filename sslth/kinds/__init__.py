@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sslth.errors import NotATicketError
@@ -10,6 +11,11 @@ from sslth.kinds.conv import Conv2d
 from sslth.kinds.dense import DENSE, Dense, spectral_norm
 
 KINDS: dict[str, type[LayerKind]] = {Dense.name: Dense, Conv2d.name: Conv2d}
+
+
+def has_convolution(kinds: Iterable[LayerKind]) -> bool:
+    """Whether any of ``kinds`` is a convolution (:attr:`LayerKind.convolution`)."""
+    return any(kind.convolution for kind in kinds)
 
 
 def kind_from_dict(data: Any) -> LayerKind:
@@ -23,4 +29,13 @@ def kind_from_dict(data: Any) -> LayerKind:
         raise NotATicketError(f"bad layer kind {data!r}: {error}") from None
 
 
-__all__ = ["DENSE", "KINDS", "Conv2d", "Dense", "LayerKind", "kind_from_dict", "spectral_norm"]
+__all__ = [
+    "DENSE",
+    "KINDS",
+    "Conv2d",
+    "Dense",
+    "LayerKind",
+    "has_convolution",
+    "kind_from_dict",
+    "spectral_norm",
+]

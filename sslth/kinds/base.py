@@ -9,7 +9,9 @@ neurons of its input's block, whatever the kind (docs/design.md, "Layer kinds").
 
 A kind supplies only what differs: the kernel's shape, which kernel position carries the bias,
 how many output positions share one bias value, an upper bound on the operator norm of a weight
-of its shape, the layer's forward map on flattened inputs, and the two ``nn`` modules of a pair.
+of its shape, the layer's forward map on flattened inputs, its label and per-example shapes, the
+``nn`` module of a target layer of the kind, and the two ``nn`` modules of a pair. Nothing
+outside :mod:`sslth.kinds` asks which kind a layer is.
 """
 
 from __future__ import annotations
@@ -31,6 +33,28 @@ class LayerKind(ABC):
     @abstractmethod
     def kernel_shape(self) -> tuple[int, ...]:
         """Trailing dimensions of the weight after (d_out, d_in): () for a dense layer."""
+
+    @property
+    def convolution(self) -> bool:
+        """Whether the layer is a convolution (its kernel has positions): the one spelling of
+        "has a conv", which decides how the module's sums round (:mod:`sslth.rounding`)."""
+        return len(self.kernel_shape) > 0
+
+    def label(self, d_in: int, d_out: int) -> str:
+        """A short description of a layer of this kind, e.g. ``8->4`` (tables, messages)."""
+        return f"{d_in}->{d_out}"
+
+    def in_shape(self, channels: int) -> tuple[int, ...]:
+        """Per-example input shape of a layer reading ``channels`` channels: (d_in,) dense."""
+        return (channels,)
+
+    def out_shape(self, channels: int) -> tuple[int, ...]:
+        """Per-example output shape of a layer writing ``channels`` channels."""
+        return (channels,)
+
+    def layer_module(self, d_in: int, d_out: int, has_bias: bool) -> nn.Module:
+        """An ``nn`` module computing a layer of this kind, weights uninitialised."""
+        return nn.Linear(d_in, d_out, bias=has_bias)
 
     @property
     def taps(self) -> int:

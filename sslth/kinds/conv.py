@@ -102,6 +102,27 @@ class Conv2d(LayerKind):
         distance = ((positions - centre) ** 2).sum(dim=1)
         return int(taps[int(distance.argmin())])
 
+    def label(self, d_in: int, d_out: int) -> str:
+        kh, kw = self.kernel
+        return f"conv {d_in}->{d_out} {kh}x{kw}"
+
+    def in_shape(self, channels: int) -> tuple[int, ...]:
+        return (channels, *self.in_hw)
+
+    def out_shape(self, channels: int) -> tuple[int, ...]:
+        return (channels, *self.out_hw)
+
+    def layer_module(self, d_in: int, d_out: int, has_bias: bool) -> nn.Module:
+        return nn.Conv2d(
+            d_in,
+            d_out,
+            self.kernel,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            bias=has_bias,
+        )
+
     def operator_norm(self, weight: torch.Tensor) -> float:
         return conv_norm_bound(weight, self.in_hw, self.stride, self.padding, self.dilation)
 
@@ -122,17 +143,7 @@ class Conv2d(LayerKind):
     def pair_modules(
         self, d_in: int, d_out: int, hidden: int, has_bias: bool
     ) -> tuple[nn.Module, nn.Module]:
-        first = nn.Conv2d(d_in, hidden, 1, bias=has_bias)
-        second = nn.Conv2d(
-            hidden,
-            d_out,
-            self.kernel,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            bias=False,
-        )
-        return first, second
+        return nn.Conv2d(d_in, hidden, 1, bias=has_bias), self.layer_module(hidden, d_out, False)
 
     def module_types(self) -> tuple[type, ...]:
         return (nn.Conv2d,)

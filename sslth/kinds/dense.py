@@ -63,7 +63,7 @@ class Dense(LayerKind):
     def pair_modules(
         self, d_in: int, d_out: int, hidden: int, has_bias: bool
     ) -> tuple[nn.Module, nn.Module]:
-        return nn.Linear(d_in, hidden, bias=has_bias), nn.Linear(hidden, d_out, bias=False)
+        return self.layer_module(d_in, hidden, has_bias), self.layer_module(hidden, d_out, False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.name}

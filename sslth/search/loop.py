@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 import torch
 
 from sslth.certify import Certificate, certify_operators
-from sslth.construct import PairSpec, layer_seed
+from sslth.construct import PairSpec
 from sslth.device import available_cores
 from sslth.errors import ConfigError, TicketNotFound
+from sslth.kinds import has_convolution
 from sslth.progress import Progress
 from sslth.rounding import DTYPES, arithmetic_of
 from sslth.search.layer import BlockTooSmall, LayerSolution, repair, solve_layer, tighten
@@ -115,7 +116,7 @@ class Search:
         self.arithmetic = arithmetic_of(
             DTYPES[options.dtype],
             device,
-            convolution=any(len(layer.kind.kernel_shape) for layer in target.layers),
+            convolution=has_convolution(layer.kind for layer in target.layers),
         )
         self.best: Candidate | None = None
         self.timings: dict[str, float] = {}
@@ -235,15 +236,7 @@ class Search:
             raise ConfigError(str(error)) from None
 
     def spec(self, i: int, n: int) -> PairSpec:
-        layer = self.target.layers[i]
-        return PairSpec(
-            layer.d_in,
-            layer.d_out,
-            n,
-            layer.bias is not None,
-            layer_seed(self.options.seed, i),
-            layer.kind,
-        )
+        return PairSpec.for_layer(self.target.layers[i], n, self.options.seed, i)
 
     def density(self) -> float:
         kept = sum(state.solution.kept() for state in self.states)

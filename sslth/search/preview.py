@@ -40,10 +40,9 @@ import torch
 
 from sslth import theory
 from sslth.certify import PairOperator, empirical_error
-from sslth.construct import PairSpec, layer_seed
+from sslth.construct import PairSpec
 from sslth.device import available_cores, resolve_device
 from sslth.errors import ConfigError
-from sslth.kinds import Conv2d
 from sslth.search.instances import BlockDraw, instance_rows, lay_out, target_values
 from sslth.search.layer import BLOCK_GROWTH, DRAW_CACHE_BYTES, GROUP_INSTANCES
 from sslth.search.options import PruneOptions, as_options
@@ -187,10 +186,7 @@ class Plan:
 
 
 def _shape(layer: TargetLayer) -> str:
-    if isinstance(layer.kind, Conv2d):
-        kh, kw = layer.kind.kernel
-        return f"conv {layer.d_in}->{layer.d_out} {kh}x{kw}"
-    return f"{layer.d_in}->{layer.d_out}"
+    return layer.kind.label(layer.d_in, layer.d_out)
 
 
 # ------------------------------------------------------------------------------ memory
@@ -332,9 +328,7 @@ def calibrate_layer(
     large_chunk = LARGE_CHUNK[kind]
     if sample_instances is None:
         sample_instances = SAMPLE_INSTANCES[kind]
-    spec = PairSpec(
-        layer.d_in, layer.d_out, n, layer.bias is not None, layer_seed(seed, index), layer.kind
-    )
+    spec = PairSpec.for_layer(layer, n, seed, index)
     # the prune's own blocks, a random few: each block's streams are its own, so a sample of
     # blocks costs (draw, layout, solve) exactly what those blocks cost in the prune
     per_block = 2 * spec.rows
