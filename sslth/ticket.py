@@ -209,32 +209,7 @@ class Ticket:
         timings = dict(timings or {})
         bar = tqdm(total=2, desc="sslth: certifying", disable=not progress, leave=False)
         start = time.perf_counter()
-        if self._network is not None:
-            operators, parts, arithmetic = self._parts_from_network()
-        else:
-            operators, parts = self._parts_from_masks()
-            arithmetic = arithmetic_of(
-                self.dtype,
-                self.device,
-                convolution=has_convolution(spec.kind for spec in self.specs),
-            )
-        certificate = certify_operators(self.target, operators, self.radius, arithmetic)
-        layer_reports = []
-        for index, spec in enumerate(self.specs):
-            first_kept, bias_mask, second_mask, diagonal = parts[index]
-            layer_reports.append(
-                layer_report(
-                    spec,
-                    self.target.layers[index],
-                    operators[index],
-                    certificate.layers[index],
-                    first_kept,
-                    bias_mask,
-                    second_mask,
-                    diagonal,
-                    self.tolerances[index],
-                )
-            )
+        operators, certificate, layer_reports = self._certified()
         timings["certify"] = time.perf_counter() - start
         bar.update(1)
         bar.set_description("sslth: empirical check")
@@ -265,6 +240,32 @@ class Ticket:
             timings=timings,
         )
         return self.report
+
+    def _certified(self):
+        """(operators, certificate, per-layer reports), read from the network when it is built,
+        else from the masks and the seed (see :meth:`evaluate`)."""
+        if self._network is not None:
+            operators, parts, arithmetic = self._parts_from_network()
+        else:
+            operators, parts = self._parts_from_masks()
+            arithmetic = arithmetic_of(
+                self.dtype,
+                self.device,
+                convolution=has_convolution(spec.kind for spec in self.specs),
+            )
+        certificate = certify_operators(self.target, operators, self.radius, arithmetic)
+        layer_reports = [
+            layer_report(
+                spec,
+                self.target.layers[index],
+                operators[index],
+                certificate.layers[index],
+                *parts[index],  # first_kept, bias_mask, second_mask, diagonal
+                self.tolerances[index],
+            )
+            for index, spec in enumerate(self.specs)
+        ]
+        return operators, certificate, layer_reports
 
     def _parts_from_network(self):
         readings, arithmetic = read_ticket_network(self.target, self.network)
