@@ -35,3 +35,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def first_fast(values, keep: int = 1, *, unpack: bool = False) -> list:
+    """Parametrize values with all but the first ``keep`` marked ``slow``: the fast tier
+    (``pytest -m "not slow"``) runs a representative of a parametrized check, the whole suite
+    runs every case. ``unpack``: each value is a tuple of several arguments."""
+    return [
+        value
+        if index < keep
+        else pytest.param(*(value if unpack else (value,)), marks=pytest.mark.slow)
+        for index, value in enumerate(values)
+    ]

@@ -197,6 +197,7 @@ def test_shipped_configs_are_valid():
         assert sizes[f"{name}-quick"] < sizes[name], name
 
 
+@pytest.mark.slow
 def test_console_script_demo_runs_and_reports_within_epsilon():
     """With progress on: the events and bars go to stderr, stdout holds the header and the
     report alone."""
@@ -213,6 +214,7 @@ def test_console_script_demo_runs_and_reports_within_epsilon():
     assert all(not line.startswith("sslth: layer") for line in result.stdout.splitlines())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command",
     [["demo", "--quiet"], ["plan", "--config", str(ROOT / "configs/small-random.toml")]],

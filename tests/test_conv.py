@@ -15,6 +15,7 @@ from sslth.certify import pair_operator
 from sslth.convnorm import conv_norm_power
 from sslth.kinds import Conv2d
 from tests.attack import QUICK, float64_copy, worst_gap
+from tests.conftest import first_fast
 
 # (kernel, stride, padding, dilation, input H×W): borders where some taps fall outside
 GEOMETRIES = [
@@ -40,7 +41,7 @@ def _conv_target(geometry, c_in=2, c_out=3, seed=0, bias=True) -> nn.Sequential:
     return nn.Sequential(conv)
 
 
-@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("geometry", first_fast(GEOMETRIES))
 def test_bias_is_exact_at_every_output_position(geometry):
     """At x = 0 only the bias block speaks: the ticket must output one constant per channel at
     every output position, borders included (a bias channel seen through zero padding is not
@@ -111,6 +112,7 @@ class _Images(nn.Module):
         return self.network(x.reshape(x.shape[0], *self.shape))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "seed,bias,pool,dtype,radius",
     [
@@ -157,6 +159,7 @@ def test_cnn_certificate_holds_under_attack(seed, bias, pool, dtype, radius):
     assert bound.bound == pytest.approx(report.certified_error, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_weight_norms_are_upper_bounds_of_the_conv_operators():
     target = _cnn(4, True, nn.MaxPool2d)
     certificate = sslth.certify(
@@ -202,6 +205,7 @@ def test_density_counts_kernel_entries_and_the_network_is_a_cnn():
     assert ticket.report.density <= 0.4
 
 
+@pytest.mark.slow
 def test_cnn_ticket_save_load_verify_export(tmp_path):
     from sslth.cli import main
 

@@ -162,6 +162,7 @@ def test_unsafe_torus_would_underestimate():
 # Validity: never below the true norm
 
 
+@pytest.mark.slow
 def test_bounds_dominate_the_exact_norm_on_tiny_cases():
     rng = random.Random(2)
     ratios = []

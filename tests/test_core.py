@@ -22,7 +22,7 @@ from sslth.construct import (
 from sslth.report import picks_per_instance
 from sslth.search.instances import BlockDraw, lay_out, target_values
 from sslth.target import as_target
-from tests.conftest import random_target
+from tests.conftest import first_fast, random_target
 
 TARGETS = [(depth, seed) for depth in (1, 2, 3, 4) for seed in range(6)]  # 24 random targets
 
@@ -39,7 +39,7 @@ def _ticket(depth: int, seed: int):
     return target, ticket, n, k
 
 
-@pytest.mark.parametrize("depth,seed", TARGETS)
+@pytest.mark.parametrize("depth,seed", first_fast(TARGETS, 4, unpack=True))
 def test_ticket_structure_and_certificate(depth, seed):
     target, ticket, n, k = _ticket(depth, seed)
     report = ticket.report
@@ -95,7 +95,7 @@ def test_picks_per_instance_counts_the_bias_block():
     assert int(picks_per_instance(spec, first_layer_diagonal(spec), second).min()) == 0
 
 
-@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("depth", first_fast([1, 2, 3]))
 def test_certified_error_within_epsilon_when_parameters_allow(depth):
     rng = random.Random(depth)
     for trial in range(3):
@@ -214,6 +214,7 @@ def test_random_streams_are_per_block_and_grow_by_appending():
     assert torch.equal(u[rows, rows // 10], first_layer_diagonal(spec)[: spec.weight_neurons])
 
 
+@pytest.mark.slow
 def test_certificate_is_an_upper_bound_on_perturbed_pairs():
     """The bound must hold for any masked pair, not only tickets: perturb and check."""
     generator = torch.Generator().manual_seed(0)
@@ -281,7 +282,7 @@ def test_nan_weight_names_the_layer_and_leaves_model_untouched():
         torch.testing.assert_close(after[key], before[key], rtol=0, atol=0, equal_nan=True)
 
 
-@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("bias", first_fast([False, True]))
 def test_compact_export_is_the_same_function_with_fewer_units(bias):
     target = random_target(random.Random(11), depth=3, bias=bias)
     ticket = sslth.prune(target, 0.1, 0.2, seed=1, progress=False, empirical_samples=200)

@@ -27,6 +27,7 @@ def _instances(batch: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Tenso
 
 @pytest.mark.parametrize("method", ["exact", "auto"])
 @pytest.mark.parametrize(("m", "k", "tol"), [(20, 5, 4e-5), (40, 7, 1e-4), (30, 3, 1e-6)])
+@pytest.mark.slow
 def test_chunk_size_never_changes_an_answer(monkeypatch, method, m, k, tol) -> None:
     values, valid, targets = _instances(200, m, seed=m + k)
     huge = exact.chunk_bytes(torch.device("cuda"))

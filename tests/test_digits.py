@@ -11,6 +11,7 @@ pytest.importorskip("sklearn")
 from sslth.experiments import digits  # noqa: E402
 
 
+@pytest.mark.slow
 def test_digits_ticket_keeps_every_prediction(tmp_path) -> None:
     # a narrower, briefer MLP and a lower density (smaller k: cheaper subset sums) keep this
     # to seconds; the demo itself runs 64-32-10 at density 0.1

@@ -29,6 +29,7 @@ REPORT_KEYS = (
 )
 
 
+@pytest.mark.slow
 def test_cnn_ticket_keeps_every_prediction(tmp_path, one_thread) -> None:
     # 4 and 4 channels for 80 epochs (the demo: 8 and 16 for 150) still learn the digits; no
     # refinement and fewer empirical samples keep the prune to about a second
@@ -58,6 +59,7 @@ def test_cnn_ticket_keeps_every_prediction(tmp_path, one_thread) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]  # figures=False
 
 
+@pytest.mark.slow
 def test_training_does_not_depend_on_the_thread_count() -> None:
     data = digits_cnn.load_data(0)
     before = torch.get_num_threads()

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 import sslth
+from tests.conftest import first_fast
 from tests.reference import (
     PairOperator,
     exact_forward,
@@ -366,7 +367,7 @@ def _name(case: Case) -> str:
     return f"d{case.widths[0]}-{'bias' if case.bias else 'nobias'}-{case.seed}"
 
 
-@pytest.mark.parametrize("case", CASES + FINDINGS, ids=_name)
+@pytest.mark.parametrize("case", first_fast(CASES + FINDINGS, 2), ids=_name)
 def test_true_max_dominates(case: Case) -> None:
     """The enumerated max is the max (no grid point beats it), lies below the certificate,
     and the empirical error never exceeds it (it is a lower estimate)."""
@@ -377,7 +378,7 @@ def test_true_max_dominates(case: Case) -> None:
     assert empirical <= best * (1 + 1e-9)
 
 
-@pytest.mark.parametrize("case", CASES + FINDINGS, ids=_name)
+@pytest.mark.parametrize("case", first_fast(CASES + FINDINGS, 2), ids=_name)
 def test_empirical_error_close_to_true_max(case: Case) -> None:
     """The report's empirical error is within SHORTFALL (2 %) of the true max."""
     best, point, empirical, _, _ = measured(case)

@@ -41,6 +41,7 @@ def test_every_block_has_a_runner():
             assert all(line.startswith("sslth ") for line in code.splitlines() if line.strip())
 
 
+@pytest.mark.slow
 def test_examples_run_in_order(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__examples__"}
@@ -99,6 +100,7 @@ def test_untransposed_sklearn_coefs_get_a_hint():
 README = ROOT / "README.md"
 
 
+@pytest.mark.slow
 def test_readme_python_blocks_run(tmp_path, monkeypatch):
     """The README's Python blocks run in order, as one script (the API and the CNN example)."""
     monkeypatch.chdir(tmp_path)

@@ -38,6 +38,7 @@ def theorem3_run(tmp_path_factory):
     return config, out, records
 
 
+@pytest.mark.slow
 def test_theorem2_files(theorem2_run):
     _, out, records = theorem2_run
     for name in (
@@ -52,6 +53,7 @@ def test_theorem2_files(theorem2_run):
     assert "c_hyp" in (out / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_theorem2_success_rises_with_n(theorem2_run):
     _, _, records = theorem2_run
     curves: dict[tuple, list[dict]] = {}
@@ -77,6 +79,7 @@ def _point_files(out: Path) -> dict[str, tuple[int, str]]:
     return {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in (out / "points").iterdir()}
 
 
+@pytest.mark.slow
 def test_theorem2_rerun_uses_cache(theorem2_run, monkeypatch):
     config, out, records = theorem2_run
     before = _point_files(out)
@@ -87,6 +90,7 @@ def test_theorem2_rerun_uses_cache(theorem2_run, monkeypatch):
     assert again == records
 
 
+@pytest.mark.slow
 def test_theorem3_files_and_validity(theorem3_run):
     config, out, records = theorem3_run
     for name in (
@@ -105,6 +109,7 @@ def test_theorem3_files_and_validity(theorem3_run):
     assert "c_amp" in (out / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_theorem3_rerun_uses_cache(theorem3_run, monkeypatch):
     config, out, records = theorem3_run
     before = _point_files(out)
@@ -115,6 +120,7 @@ def test_theorem3_rerun_uses_cache(theorem3_run, monkeypatch):
     assert again == records  # the same records, timings included
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes(tmp_path):
     config = theorem2.Config(
         distributions=["uniform"],
@@ -160,6 +166,7 @@ def test_bad_theorem3_config(tmp_path):
         load_config(path, theorem3.Config)
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_config(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("seeds = [0]\nunknown_key = true\n")
@@ -189,6 +196,7 @@ def test_wilson_and_crossing():
     assert crossing([1, 2], [0.7, 0.9], 0.5) is None  # not bracketed
 
 
+@pytest.mark.slow
 def test_cached_only_reports_without_measuring(tmp_path):
     config = theorem2.Config(
         distributions=["uniform"],

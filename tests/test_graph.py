@@ -246,6 +246,7 @@ def test_residual_mlp_ticket_matches_the_independent_reference():
     assert exact <= bound * (1 + 1e-6) + 1e-12  # the fold's own rounding is all that differs
 
 
+@pytest.mark.slow
 def test_graph_ticket_certify_save_load_export(tmp_path):
     model, shape = random_graph_target(1)  # a conv ResNet with a projection block
     ticket = _prune(model, shape, epsilon=0.1)
@@ -310,7 +311,9 @@ def attack_graph_ticket(seed: int, dtype: str, knobs: dict) -> tuple[float, floa
     return attack.gap, ticket.report.certified_error
 
 
-@pytest.mark.parametrize(("seed", "dtype"), [(3, "float32"), (4, "float64")])
+@pytest.mark.parametrize(
+    ("seed", "dtype"), [pytest.param(3, "float32", marks=pytest.mark.slow), (4, "float64")]
+)
 def test_attack_does_not_beat_graph_certificates(seed, dtype):
     gap, bound = attack_graph_ticket(seed, dtype, QUICK)
     assert 0 < gap <= bound

@@ -18,6 +18,7 @@ from sslth.masks import PairMasks, plain_copy
 from sslth.search.plan import expected_kept, plan_layer, random_params
 from sslth.target import as_target
 from sslth.ticket import Ticket
+from tests.conftest import first_fast
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +168,7 @@ def test_plan_layer_with_a_fixed_k_respects_the_density():
     assert n == fits[0] > k
 
 
-@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("bias", first_fast([False, True]))
 def test_expected_kept_of_a_conv_layer_matches_a_simulation(bias):
     """search.plan.expected_kept__mutmut_47, _53 (the conv branch: a conv's weight instances
     have kh·kw rows per output, its bias instances one): the expectation against a Monte Carlo

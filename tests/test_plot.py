@@ -151,6 +151,7 @@ def test_bin_mean() -> None:
     assert rows.tolist() == [0, 1, 2, 3] and cols.tolist() == [0, 2, 4]
 
 
+@pytest.mark.slow
 def test_logits(tmp_path) -> None:
     generator = torch.Generator().manual_seed(0)
     target = torch.randn(200, 10, generator=generator) * 5
@@ -234,6 +235,7 @@ def _copy_rows(source: Path, destination: Path, keep) -> None:
         writer.writerows(rows)
 
 
+@pytest.mark.slow
 def test_replot_script_on_the_committed_csvs(tmp_path) -> None:
     # a corner of each sweep: drawing the whole figures takes longer than this test file may
     source = tmp_path / "csv"

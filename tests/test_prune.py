@@ -11,7 +11,7 @@ import sslth
 from sslth.config import random_target as family_target
 from sslth.construct import PairSpec
 from sslth.kinds import spectral_norm
-from tests.conftest import random_target
+from tests.conftest import first_fast, random_target
 
 
 def _small_target(seed=0, widths=(5, 7, 3)):
@@ -20,7 +20,16 @@ def _small_target(seed=0, widths=(5, 7, 3)):
 
 @pytest.mark.parametrize(
     "widths,epsilon,density",
-    [((5, 7, 3), 0.05, 0.3), ((1, 4, 1), 0.02, 0.5), ((6, 2, 4, 2), 0.1, 0.2), ((3, 9), 0.05, 0.1)],
+    first_fast(
+        [
+            ((5, 7, 3), 0.05, 0.3),
+            ((1, 4, 1), 0.02, 0.5),
+            ((6, 2, 4, 2), 0.1, 0.2),
+            ((3, 9), 0.05, 0.1),
+        ],
+        2,
+        unpack=True,
+    ),
 )
 def test_automatic_choice_meets_epsilon_and_density(widths, epsilon, density):
     target = family_target(list(widths), seed=len(widths))

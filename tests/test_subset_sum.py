@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from sslth.subset_sum import solve
+from tests.conftest import first_fast
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -85,7 +86,7 @@ def _check_mask(res, values, targets, k, valid, tol=None):
 
 
 @pytest.mark.parametrize("family", ["uniform", "product"])
-@pytest.mark.parametrize("m", [6, 11, 16])
+@pytest.mark.parametrize("m", first_fast([6, 11, 16], 2))
 def test_exact_agrees_with_brute(family: str, m: int) -> None:
     values, targets, k, tol, valid = _instances(10 * m + len(family), 1500, m, family)
     if m == 16:  # keep brute force cheap: C(16, 8) per row is the largest table
@@ -127,8 +128,8 @@ def _first_k_solved(values, targets, k, tol, valid) -> torch.Tensor:
     return torch.tensor(_independent_errors(first, values, targets)) < tol
 
 
-@pytest.mark.parametrize("method", ["fast", "auto"])
-@pytest.mark.parametrize("family", ["uniform", "product"])
+@pytest.mark.parametrize("method", first_fast(["fast", "auto"]))
+@pytest.mark.parametrize("family", first_fast(["uniform", "product"]))
 def test_heuristics_are_sound(method: str, family: str) -> None:
     values, targets, k, tol, valid = _instances(7 + len(family), 1500, 16, family)
     k = k.clamp(max=6)
@@ -307,6 +308,7 @@ def test_same_seed_same_masks() -> None:
         assert torch.equal(c.mask, d.mask)  # generator=None uses a fixed default seed
 
 
+@pytest.mark.slow
 def test_memory_budget_chunking_same_answer() -> None:
     values, targets, k, tol, valid = _instances(11, 600, 14, "product")
     a = solve(values, targets, k, tol, valid=valid, method="exact")

@@ -32,6 +32,7 @@ def _series_key(record: dict) -> tuple:
     return tuple(record[k] for k in ("channels", "input_size", "bias", "epsilon", "seed"))
 
 
+@pytest.mark.slow
 def test_files(quick_run):
     _, out, records = quick_run
     for name in (
@@ -48,6 +49,7 @@ def test_files(quick_run):
     assert "empirical ≤ certified: yes" in summary
 
 
+@pytest.mark.slow
 def test_every_ticket_is_certified_within_epsilon_and_density(quick_run):
     config, _, records = quick_run
     found = [r for r in records if r["found"]]
@@ -64,6 +66,7 @@ def test_every_ticket_is_certified_within_epsilon_and_density(quick_run):
         assert all(0.9 < p <= 1.0 + 1e-9 for p in r["norm_power"])
 
 
+@pytest.mark.slow
 def test_overparameterization_grows_as_density_falls(quick_run):
     _, _, records = quick_run
     series: dict[tuple, list[dict]] = {}
@@ -76,6 +79,7 @@ def test_overparameterization_grows_as_density_falls(quick_run):
         assert ratios[-1] > 4 * ratios[0]
 
 
+@pytest.mark.slow
 def test_rerun_measures_nothing(quick_run, monkeypatch):
     config, out, records = quick_run
 
@@ -87,6 +91,7 @@ def test_rerun_measures_nothing(quick_run, monkeypatch):
     assert [r["cpu_seconds"] for r in again] == [r["cpu_seconds"] for r in records]
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_measures_only_the_missing_point(quick_run, monkeypatch, tmp_path):
     config, out, records = quick_run
     copy = tmp_path / "copy"
@@ -107,6 +112,7 @@ def test_interrupted_sweep_measures_only_the_missing_point(quick_run, monkeypatc
     assert [r["random_params"] for r in again] == [r["random_params"] for r in records]
 
 
+@pytest.mark.slow
 def test_variants_share_the_kernels():
     plain = theorem4.make_target(4, 8, bias=False, seed=3)
     biased = theorem4.make_target(4, 8, bias=True, seed=3)
@@ -145,6 +151,7 @@ def test_bad_config_is_refused_naming_the_key(tmp_path, text, needle):
         load_config(path, theorem4.Config)
 
 
+@pytest.mark.slow
 def test_cli_runs_theorem4_and_reports_bad_config(tmp_path):
     assert "theorem4" in EXPERIMENTS
     path = tmp_path / "bad.toml"
