@@ -322,6 +322,7 @@ def test_state_dict_keys_are_mapped_by_order(tmp_path, make, architecture):
     _check_approximates(ticket, model.double(), (5,))
 
 
+@pytest.mark.slow
 def test_cnn_state_dict_from_a_layers_config(tmp_path):
     torch.manual_seed(0)
     cnn = nn.Sequential(

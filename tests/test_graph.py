@@ -265,6 +265,7 @@ def test_graph_ticket_certify_save_load_export(tmp_path):
     assert torch.allclose(loaded.network(x), ticket.network(x))
 
 
+@pytest.mark.slow
 def test_edited_graph_networks_are_refused():
     model, shape = random_graph_target(2)
     ticket = _prune(model, shape, epsilon=0.1)

@@ -169,6 +169,7 @@ def test_plan_layer_with_a_fixed_k_respects_the_density():
 
 
 @pytest.mark.parametrize("bias", first_fast([False, True]))
+@pytest.mark.slow
 def test_expected_kept_of_a_conv_layer_matches_a_simulation(bias):
     """search.plan.expected_kept__mutmut_47, _53 (the conv branch: a conv's weight instances
     have kh·kw rows per output, its bias instances one): the expectation against a Monte Carlo

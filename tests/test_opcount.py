@@ -1,10 +1,12 @@
 """The operator counter behind ``bench_prune.py --count-ops`` and the search's operator bound."""
 
+import pytest
 import torch
 
 from sslth.opcount import OperatorCounter
 
 
+@pytest.mark.slow
 def test_counter_counts_operators_and_sync_like_ones_by_name():
     x = torch.arange(10.0)
     with OperatorCounter() as counter:

@@ -19,6 +19,7 @@ import sslth
 from sslth.cli import main
 from sslth.config import random_target
 from sslth.ticket import _content_digest
+from tests.conftest import first_fast
 
 
 def _ball(count: int, dim: int, radius: float, seed: int = 0) -> torch.Tensor:
@@ -68,7 +69,7 @@ def test_rounding_that_leaves_no_room_says_use_float64():
         sslth.prune(target, 1e-6, 0.5, dtype="float32", progress=False, empirical_samples=200)
 
 
-@pytest.mark.parametrize("radius", [1e3, 1e6])
+@pytest.mark.parametrize("radius", first_fast([1e3, 1e6]))
 def test_huge_radius_is_certified_in_the_modules_dtype(radius):
     target = random_target([3, 4, 2], bias=True, seed=5)
     ticket = sslth.prune(
@@ -210,6 +211,7 @@ def _config(tmp_path, name="c.toml"):
     return path
 
 
+@pytest.mark.slow
 def test_a_retrained_model_saved_to_the_same_path_is_a_new_run(tmp_path, capsys):
     config, out = _config(tmp_path), tmp_path / "runs"
     torch.save(random_target([4, 6, 3], bias=True, seed=1).state_dict(), tmp_path / "model.pt")
@@ -226,6 +228,7 @@ def test_a_retrained_model_saved_to_the_same_path_is_a_new_run(tmp_path, capsys)
     assert _gap(retrained, ticket.network, _ball(1000, 4, 1.0)) <= 0.1
 
 
+@pytest.mark.slow
 def test_an_empty_or_truncated_report_is_not_a_finished_run(tmp_path, capsys):
     config, out = _config(tmp_path), tmp_path / "runs"
     torch.save(random_target([4, 6, 3], bias=True, seed=1).state_dict(), tmp_path / "model.pt")
