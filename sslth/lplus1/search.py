@@ -23,6 +23,7 @@ from sslth.ops import RELU
 from sslth.rounding import DTYPES
 from sslth.search.plan import SAFETY
 from sslth.target import Target
+from sslth.verdicts import measured_density, meets_density, meets_epsilon
 
 MAX_ROUNDS = 12
 _GROWTH = 1.25
@@ -136,11 +137,12 @@ def prune_lplus1(target: Target, options) -> LPlus1Ticket:
             continue
         ticket = _ticket(target, spec, _masks(spec, picks), plan, options)
         certificate = ticket.certificate()
-        density = ticket.lplus1_masks.kept / spec.random_params
-        key = (density > options.density, certificate.bound)
+        density = measured_density(ticket.lplus1_masks.kept, spec.random_params)
+        dense_enough = meets_density(density, options.density)
+        key = (not dense_enough, certificate.bound)
         if best_key is None or key < best_key:
             best, best_key = ticket, key
-        if certificate.bound <= options.epsilon and density <= options.density:
+        if meets_epsilon(certificate.bound, options.epsilon) and dense_enough:
             break
         if certificate.rounding >= SAFETY * options.epsilon:
             break  # the arithmetic alone leaves no room: no size or tolerance can help

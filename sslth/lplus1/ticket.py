@@ -37,6 +37,7 @@ from sslth.ticketfile import (
     check_text,
     stored_report,
 )
+from sslth.verdicts import measured_density
 
 CONSTRUCTION = "l+1"
 
@@ -213,7 +214,7 @@ def _layer_report(ticket: LPlus1Ticket, certificate: LPlus1Certificate, t: int) 
         n_max=spec.copies[t - 1],
         random_params=random,
         kept_params=kept,
-        density=kept / random,
+        density=measured_density(kept, random),
         tolerance=float(ticket.tolerances[t - 1]),
         max_weight_error=float(errors.max()),
         mean_weight_error=float(errors.mean()),
@@ -238,7 +239,7 @@ def _report(ticket, certificate, empirical: float, timings: dict) -> Report:
         rounding_error=certificate.rounding,
         arithmetic=certificate.arithmetic,
         empirical_error=empirical,
-        density=kept / random,
+        density=measured_density(kept, random),
         density_limit=ticket.density_limit,
         density_block=kept / spec.block_params,
         random_params=random,
