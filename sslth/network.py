@@ -18,6 +18,7 @@ from torch import nn
 from sslth.certify import Certificate, PairOperator, certify_operators, pair_operator
 from sslth.errors import NotATicketError
 from sslth.graph import GraphNetwork, expected_steps
+from sslth.kinds import has_convolution
 from sslth.modules import effective_parameter, global_hook_problem, module_problem
 from sslth.ops import op_of_module
 from sslth.rounding import Arithmetic, arithmetic_of
@@ -120,7 +121,8 @@ def read_ticket_network(target: Target, network: nn.Module) -> tuple[list[PairRe
         )
     dtype = dtypes.pop() if dtypes else torch.float32
     device = devices.pop() if devices else "cpu"
-    convolution = any(isinstance(m, nn.Conv2d) for m in modules)
+    # every module was checked against its layer's kind above: the kinds say whether it has a conv
+    convolution = has_convolution(layer.kind for layer in target.layers)
     return readings, arithmetic_of(dtype, device, convolution=convolution)
 
 
