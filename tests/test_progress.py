@@ -86,7 +86,8 @@ def test_the_context_manager_stops_the_ticker_even_on_an_error():
     "options,error",
     [
         ({"n": 2, "k": 5}, sslth.ConfigError),  # raised by the solve, after the bar started
-        ({"max_random_params": 10}, sslth.TicketNotFound),  # raised by the plan
+        # raised by the plan: 40 weights hold the n = 1 pair (30), not the n the plan needs
+        ({"max_random_params": 40}, sslth.TicketNotFound),
     ],
 )
 def test_a_failing_prune_leaves_no_thread_behind(options, error, capsys):
