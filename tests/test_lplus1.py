@@ -178,6 +178,7 @@ def test_an_edited_network_is_certified_as_it_runs_or_refused(case):
         sslth.certify(target, first)
 
 
+@pytest.mark.slow
 def test_masks_figure_and_error_histogram(case, tmp_path):
     pytest.importorskip("matplotlib")
     import sslth.plot

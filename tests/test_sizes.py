@@ -20,6 +20,7 @@ from sslth.sizes import MAX_EXAMPLE_BYTES, check_random_params, pair_params
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_absurd_sizes_are_refused_in_one_line_within_2_gib():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
