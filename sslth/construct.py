@@ -193,6 +193,29 @@ def block_second(spec: PairSpec, block: int) -> torch.Tensor:
     return _uniform(_generator(spec.seed, block, _SECOND), size, spec.rows).T
 
 
+def draw_blocks(spec: PairSpec, start: int, stop: int, stream: int) -> torch.Tensor:
+    """Blocks ``start``..``stop − 1`` of one random stream, back to back (float32): the same
+    numbers as drawing them block by block, in one operator per block and two for the lot."""
+    per_neuron = 1 if stream == _DIAGONAL else spec.rows
+    sizes = [2 * spec.block_neurons[j] * per_neuron for j in range(start, stop)]
+    out = torch.empty(sum(sizes), dtype=torch.float32)
+    for j, part in zip(range(start, stop), out.split(sizes), strict=True):
+        part.uniform_(0, 1, generator=_generator(spec.seed, j, stream))  # = torch.rand
+    return out.mul_(2).sub_(1)
+
+
+def blocks_diagonal(spec: PairSpec, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """(Σ 2 n_j,) float32: :func:`block_diagonal` of blocks start..stop − 1, concatenated."""
+    return draw_blocks(spec, start, spec.blocks if stop is None else stop, _DIAGONAL)
+
+
+def blocks_second_t(spec: PairSpec, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """(Σ 2 n_j, rows) float32: :func:`block_second` of blocks ``start``..``stop − 1``,
+    transposed and concatenated (a neuron's V entries are one row, as they are drawn)."""
+    stop = spec.blocks if stop is None else stop
+    return draw_blocks(spec, start, stop, _SECOND).view(-1, spec.rows)
+
+
 def first_layer_diagonal(spec: PairSpec) -> torch.Tensor:
     """(hidden,) U's block diagonal (and the bias block's U biases), block by block."""
     return torch.cat([block_diagonal(spec, block) for block in range(spec.blocks)])

@@ -106,8 +106,7 @@ def test_memory_formula_against_a_solved_layer():
         spec, layer, 6, 1e-3, index=0, device=torch.device("cpu"), solver=make_solver("auto")
     )
     solution.operator()
-    tensors = [draw.second for draw in solution._draws.values()]
-    tensors += solution.diagonals + [solution.masks().second]
+    tensors = [solution._second_t, solution.diagonal, solution.masks().second]
     for picks in solution.signs.values():
         tensors += [picks.exists, picks.positions, picks.second, picks.sums]
         tensors += [picks.magnitudes, picks.errors]

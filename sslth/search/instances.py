@@ -64,9 +64,43 @@ class Instances:
     values: torch.Tensor  # (B, m) float64
     targets: torch.Tensor  # (B,) float64
     ids: torch.Tensor  # (B,) int64
+    # (sign, first, stop) of each sign's instances when a batch holds both (``concat``)
+    spans: tuple[tuple[int, int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.spans:
+            self.spans = ((self.sign, 0, len(self)),)
 
     def __len__(self) -> int:
         return self.row.shape[0]
+
+    @classmethod
+    def concat(cls, parts: list[Instances]) -> Instances:
+        """One batch of several (one per sign): padded to the widest, ``spans`` says which
+        instances are whose."""
+        if len(parts) == 1:
+            return parts[0]
+        width = max(part.values.shape[1] for part in parts)
+
+        def padded(tensor: torch.Tensor, fill) -> torch.Tensor:
+            extra = width - tensor.shape[1]
+            return torch.nn.functional.pad(tensor, (0, extra), value=fill) if extra else tensor
+
+        spans, first = [], 0
+        for part in parts:
+            spans.append((part.sign, first, first + len(part)))
+            first += len(part)
+        return cls(
+            sign=0,
+            row=torch.cat([part.row for part in parts]),
+            block=torch.cat([part.block for part in parts]),
+            positions=torch.cat([padded(part.positions, -1) for part in parts]),
+            valid=torch.cat([padded(part.valid, False) for part in parts]),
+            values=torch.cat([padded(part.values, 0.0) for part in parts]),
+            targets=torch.cat([part.targets for part in parts]),
+            ids=torch.cat([part.ids for part in parts]),
+            spans=tuple(spans),
+        )
 
 
 def target_values(layer: TargetLayer, spec: PairSpec) -> torch.Tensor:
@@ -134,4 +168,94 @@ def lay_out(
         values=torch.cat(parts_values).to(device),
         targets=target.to(device),
         ids=ids.to(device),
+    )
+
+
+@dataclass
+class CandidateTable:
+    """Per block, the positions of the neurons serving one sign, in order, padded with −1.
+
+    ``positions[j, c]`` is the c-th such neuron of block j (its position within the block);
+    ``counts[j]`` how many there are. Built for all blocks at once from U's diagonal, in a
+    handful of operators (:func:`candidates` does one block).
+    """
+
+    positions: torch.Tensor  # (blocks, width) long, −1 padding
+    counts: torch.Tensor  # (blocks,) long
+
+    @classmethod
+    def of(cls, spec: PairSpec, diagonal: torch.Tensor, sign: int) -> CandidateTable:
+        """The table of ``sign`` over every block of ``spec`` (the negative sign: the weight
+        blocks only), from the layer's (hidden,) ``diagonal``."""
+        blocks = spec.blocks if sign > 0 else spec.d_in
+        neurons = spec.block_offsets[blocks]
+        device = diagonal.device
+        offsets = torch.tensor(spec.block_offsets[: blocks + 1], device=device)
+        sizes = offsets.diff()
+        block = torch.repeat_interleave(
+            torch.arange(blocks, device=device), sizes, output_size=neurons
+        )
+        diagonal = diagonal[:neurons]
+        chosen = (diagonal > 0) if sign > 0 else (diagonal < 0)
+        before = chosen.cumsum(0) - chosen.to(torch.int64)  # chosen neurons before this one
+        first = before[offsets[:-1]]  # ... before each block
+        rank = before - first[block]
+        counts = torch.zeros(blocks, dtype=torch.int64, device=device)
+        counts.index_add_(0, block, chosen.to(torch.int64))
+        width = max(int(counts.max()) if blocks else 0, 1)
+        # chosen neurons land at (block, rank); the others in a spare slot dropped after
+        dest = torch.where(chosen, block * width + rank, blocks * width)
+        local = torch.arange(neurons, device=device) - offsets[:-1][block]
+        table = torch.full((blocks * width + 1,), -1, dtype=torch.int64, device=device)
+        table.scatter_(0, dest, local)
+        return cls(table[:-1].view(blocks, width), counts)
+
+
+def lay_out_blocks(
+    spec: PairSpec,
+    targets: torch.Tensor,
+    sign: int,
+    table: CandidateTable,
+    start: int,
+    diagonal: torch.Tensor,
+    second_t: torch.Tensor,
+    todo: torch.Tensor,
+) -> Instances:
+    """The instances of ``sign`` of consecutive blocks from ``start``, those ``todo`` marks,
+    in a few operators whatever the number of blocks (block-major, rows ascending).
+
+    Args:
+        spec: the random pair.
+        targets: :func:`target_values` of the layer, on the device.
+        sign: +1 or −1.
+        table: the sign's :class:`CandidateTable` of the layer, on the device.
+        start: the first block.
+        diagonal: U's diagonal of the blocks, from ``start``'s first neuron (on the device).
+        second_t: (neurons, rows) V's columns of the blocks, transposed (on the device).
+        todo: (blocks here, rows) bool: the instances to lay out.
+
+    Returns:
+        The batch; ``values`` in float64 (the product of two float32 is exact).
+    """
+    count, rows = todo.shape
+    positions = table.positions[start : start + count]
+    valid = positions >= 0
+    first = spec.block_offsets[start]
+    offsets = torch.tensor(spec.block_offsets[start : start + count], device=todo.device) - first
+    neurons = offsets[:, None] + positions.clamp(min=0)  # (count, width), within the chunk
+    flat = todo.reshape(-1).nonzero().squeeze(1)  # instance = local block * rows + row
+    local, row = flat // rows, flat % rows
+    neurons, valid = neurons[local], valid[local]
+    scale = diagonal.to(torch.float64)[neurons].abs()
+    values = second_t[neurons, row[:, None]].to(torch.float64) * scale
+    block = local + start
+    return Instances(
+        sign=sign,
+        row=row,
+        block=block,
+        positions=positions[local],
+        valid=valid,
+        values=torch.where(valid, values, 0.0),
+        targets=targets[row, block] * (1.0 if sign > 0 else -1.0),
+        ids=(row * spec.blocks + block) * 2 + int(sign < 0),
     )

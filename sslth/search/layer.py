@@ -13,30 +13,34 @@ the instance's id), so the result is the same for any number of workers, on any 
 from __future__ import annotations
 
 import math
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 
 from sslth.certify import PairOperator, PairStats
-from sslth.construct import PairSpec, block_diagonal, block_second
+from sslth.construct import PairSpec, blocks_diagonal, blocks_second_t
 from sslth.errors import SslthError
 from sslth.masks import PairMasks
 from sslth.progress import Progress
 from sslth.search.instances import (
-    BlockDraw,
+    CandidateTable,
     Instances,
-    candidates,
     instance_rows,
-    lay_out,
+    lay_out_blocks,
     target_values,
 )
 from sslth.subset_sum import Exact, Solver, solve
+from sslth.subset_sum.api import default_memory_budget
 from sslth.target import TargetLayer
 
 REPAIR_MAX_WORK = 50_000_000  # subsets per row the exact search may enumerate on a repair
-GROUP_INSTANCES = 16_384  # instances per solver call: enough to batch, small enough to share out
+GROUP_INSTANCES = 16_384  # (the plan's memory model; the solve's chunks are CHUNK_BYTES)
+# a chunk of instances, laid out and solved in one batch: its float64 values, positions and the
+# solver's whole-batch temporaries take about this much (on CUDA: the solver's memory budget)
+CHUNK_BYTES = 64 * 1024**2
+BYTES_PER_ENTRY = 128  # per (instance, candidate): layout (values, positions, neurons) + solver
+MIN_BUDGET = 16 * 1024**2  # below this solver budget, running out of memory is an error
 DRAW_CACHE_BYTES = 1 << 30  # a layer's drawn V columns are kept below this, else drawn again
 BLOCK_GROWTH = 1.15  # a grown block gets at least this factor more neurons
 
@@ -80,7 +84,7 @@ class LayerSolution:
         tolerance: the per-weight tolerance the solver aims for.
         device: where instances are solved.
         solver: the subset-sum solver.
-        workers: threads solving groups of blocks at once.
+        workers: threads solving chunks of blocks at once.
     """
 
     def __init__(
@@ -100,41 +104,65 @@ class LayerSolution:
         self.device, self.solver, self.workers = device, solver, max(1, int(workers))
         self.progress, self.label = progress, label
         self.targets = target_values(layer, spec)
-        self.diagonals = [block_diagonal(spec, j) for j in range(spec.blocks)]
+        self.diagonal = blocks_diagonal(spec)
+        self._second_t: torch.Tensor | None = None  # V transposed, kept while it fits
         self.signs = {
             +1: SignPicks.empty(spec.rows, spec.blocks, k),
             -1: SignPicks.empty(spec.rows, spec.d_in, k),
         }
-        for sign, picks in self.signs.items():
-            for block in range(picks.exists.shape[1]):
-                picks.exists[instance_rows(spec, block, sign), block] = True
-        self._draws: dict[int, BlockDraw] = {}
-        self._draw_bytes = 0
-        self._lock = threading.Lock()  # worker threads share the draw cache
+        self.signs[+1].exists[:, : spec.d_in] = True
+        self.signs[-1].exists[:] = True
+        if spec.has_bias:
+            self.signs[+1].exists[instance_rows(spec, spec.d_in, +1), spec.d_in] = True
+        self._tables: dict[int, CandidateTable] = {}
         self._cache: dict[str, object] = {}
 
     # ---------------------------------------------------------------- blocks
+    @property
+    def diagonals(self) -> list[torch.Tensor]:
+        """U's diagonal, one view per block."""
+        return list(self.diagonal.split([2 * n for n in self.spec.block_neurons]))
+
+    def table(self, sign: int) -> CandidateTable:
+        """The sign's candidate table of every block (on the CPU)."""
+        if sign not in self._tables:
+            self._tables[sign] = CandidateTable.of(self.spec, self.diagonal, sign)
+        return self._tables[sign]
+
     def short_blocks(self) -> list[int]:
         """Blocks with fewer than k neurons of a sign they serve (positive only for the bias
         block)."""
-        short = []
-        for block, diagonal in enumerate(self.diagonals):
-            signs = (+1, -1) if block < self.spec.d_in else (+1,)
-            if any(candidates(diagonal, sign).numel() < self.k for sign in signs):
-                short.append(block)
-        return short
+        short = self.table(+1).counts < self.k
+        short[: self.spec.d_in] |= self.table(-1).counts < self.k
+        return short.nonzero().squeeze(1).tolist()
 
     def grow(self, neurons: dict[int, int]) -> None:
         """Give the listed blocks n_j neurons per sign pair (more than now). A block's first
         neurons stay what they were (its random streams are drawn neuron by neuron), so its
         picks stay valid; only what is re-solved afterwards can use the new neurons."""
-        self.spec = self.spec.with_blocks(neurons)
-        for block in neurons:
-            self.diagonals[block] = block_diagonal(self.spec, block)
-            dropped = self._draws.pop(block, None)
-            if dropped is not None:
-                self._draw_bytes -= dropped.second.numel() * 4
+        old = self.spec
+        self.spec = old.with_blocks(neurons)
+        self.diagonal = self._splice(old, self.diagonal, blocks_diagonal)
+        if self._second_t is not None:
+            self._second_t = self._splice(old, self._second_t, blocks_second_t)
+        self._tables.clear()
         self._cache.clear()
+
+    def _splice(self, old: PairSpec, drawn: torch.Tensor, draw) -> torch.Tensor:
+        """``drawn`` (block-major, for ``old``) with the grown blocks drawn again at their new
+        size and every other block's part kept."""
+        parts, run = [], None
+        for j in range(self.spec.blocks):
+            if self.spec.block_neurons[j] == old.block_neurons[j]:
+                run = (run[0] if run else j, j + 1)
+                continue
+            if run:
+                parts.append(drawn[old.block_offsets[run[0]] : old.block_offsets[run[1]]])
+                run = None
+            parts.append(draw(self.spec, j, j + 1))
+        if run:
+            parts.append(drawn[old.block_offsets[run[0]] : old.block_offsets[run[1]]])
+        return torch.cat(parts)
 
     def fill_short_blocks(self) -> dict[int, int]:
         """Grow every short block until it holds k neurons of each sign it serves; returns
@@ -149,18 +177,15 @@ class LayerSolution:
             grown.update(step)
         return grown
 
-    def _draw(self, block: int) -> BlockDraw:
-        with self._lock:
-            draw = self._draws.get(block)
-        if draw is not None:
-            return draw
-        draw = BlockDraw(self.diagonals[block], block_second(self.spec, block))
-        size = draw.second.numel() * 4
-        with self._lock:
-            if self._draw_bytes + size <= DRAW_CACHE_BYTES and block not in self._draws:
-                self._draws[block] = draw
-                self._draw_bytes += size
-        return draw
+    def _second(self, start: int, stop: int) -> torch.Tensor:
+        """(neurons, rows) V's columns of blocks start..stop − 1, transposed: from the layer's
+        draw while it fits ``DRAW_CACHE_BYTES``, else drawn for these blocks."""
+        spec = self.spec
+        if self._second_t is None and 4 * spec.hidden * spec.rows <= DRAW_CACHE_BYTES:
+            self._second_t = blocks_second_t(spec)
+        if self._second_t is not None:
+            return self._second_t[spec.block_offsets[start] : spec.block_offsets[stop]]
+        return blocks_second_t(spec, start, stop)
 
     # ---------------------------------------------------------------- solving
     def solve_all(self) -> None:
@@ -191,11 +216,12 @@ class LayerSolution:
     def grow_unsolved(self, factor: float = BLOCK_GROWTH) -> dict[int, int]:
         """Grow the blocks holding instances over tolerance, and re-solve those instances
         with the new neurons. Returns the blocks grown and their new n_j."""
-        blocks = set()
+        over = torch.zeros(self.spec.blocks, dtype=torch.bool)
         for picks in self.signs.values():
-            over = picks.exists & (picks.errors >= self.tolerance)
-            blocks.update(over.any(dim=0).nonzero().squeeze(1).tolist())
-        before = {j: self.spec.block_neurons[j] for j in sorted(blocks)}
+            hit = (picks.exists & (picks.errors >= self.tolerance)).any(dim=0)
+            over[: hit.shape[0]] |= hit
+        blocks = over.nonzero().squeeze(1).tolist()
+        before = {j: self.spec.block_neurons[j] for j in blocks}
         neurons = {j: max(n + 1, math.ceil(n * factor)) for j, n in before.items()}
         if neurons:
             self.grow(neurons)
@@ -218,91 +244,146 @@ class LayerSolution:
         keep_better: bool = False,
         tolerance: float | None = None,
     ) -> None:
+        """Solve the instances ``todo`` marks (per sign, (rows, blocks) bool), both signs of a
+        chunk of consecutive blocks in one batch, chunks in parallel on ``workers`` threads."""
         tolerance = self.tolerance if tolerance is None else tolerance
         solver = self.solver if solver is None else solver
-        tasks = []
-        for sign, mask in todo.items():
-            for group in self._groups(mask):
-                tasks.append((sign, group))
-        if not tasks:
+        chunks = self._chunks(todo)
+        if not chunks:
             return
+        device_tables = {sign: self.table(sign) for sign in todo}
+        if self.device.type != "cpu":
+            device_tables = {
+                sign: CandidateTable(t.positions.to(self.device), t.counts.to(self.device))
+                for sign, t in device_tables.items()
+            }
+        targets = self.targets.to(self.device)
 
-        def run(task):
-            sign, group = task
-            draws = {j: self._draw(j) for j in group}
-            instances = lay_out(self.spec, self.targets, sign, group, draws, self.device)
-            result = solve(
-                instances.values,
-                instances.targets,
-                self.k,
-                tolerance,
-                valid=instances.valid,
-                method=solver,
-                seed=self.spec.seed % (2**31) + attempt,
-                row_ids=instances.ids,
-            )
-            return sign, instances, result.mask, result.error
-
-        def counted(task):
-            result = run(task)
+        def run(chunk: tuple[int, int], budget: int | None = None) -> list:
+            start, stop = chunk
+            try:
+                batch = self._lay_out(todo, device_tables, targets, start, stop)
+                result = solve(
+                    batch.values,
+                    batch.targets,
+                    self.k,
+                    tolerance,
+                    valid=batch.valid,
+                    method=solver,
+                    seed=self.spec.seed % (2**31) + attempt,
+                    row_ids=batch.ids,
+                    memory_budget=budget,
+                )
+            except torch.OutOfMemoryError:
+                # picks depend only on their instance: a smaller chunk gives the same ones
+                batch = result = None
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if stop - start > 1:
+                    middle = (start + stop) // 2
+                    return run((start, middle), budget) + run((middle, stop), budget)
+                budget = (budget or default_memory_budget(self.device)) // 4
+                if budget < MIN_BUDGET:
+                    raise DeviceOutOfMemory(
+                        f"{self.label}: {self.device} ran out of memory solving the instances "
+                        f"of one block ({self.spec.rows:,} rows); lower max_random_params (or "
+                        "n), or solve on device='cpu'"
+                    ) from None
+                return run(chunk, budget)
             if self.progress is not None:
-                self.progress.update(len(result[1]))
-            return result
+                self.progress.update(len(batch))
+            return [(batch, result.mask, result.error)]
 
-        if self.workers > 1 and len(tasks) > 1:
+        if self.workers > 1 and len(chunks) > 1:
             with ThreadPoolExecutor(self.workers) as pool:
-                results = list(pool.map(counted, tasks))  # in task order: deterministic
+                results = list(pool.map(run, chunks))  # in chunk order: deterministic
         else:
-            results = [counted(task) for task in tasks]
-        for sign, instances, mask, error in results:
-            self._store(sign, instances, mask, error, keep_better)
+            results = [run(chunk) for chunk in chunks]
+        for batch, mask, error in (piece for pieces in results for piece in pieces):
+            self._store(batch, mask, error, keep_better)
         self._cache.clear()
 
-    def _groups(self, mask: torch.Tensor) -> list[dict[int, torch.Tensor]]:
-        """Blocks (with their rows to solve) in groups of about ``GROUP_INSTANCES``."""
-        groups, current, size = [], {}, 0
-        for block in range(mask.shape[1]):
-            rows = mask[:, block].nonzero().squeeze(1)
-            if rows.numel() == 0:
+    def _chunks(self, todo: dict[int, torch.Tensor]) -> list[tuple[int, int]]:
+        """Consecutive blocks in chunks of about ``chunk_instances`` instances to solve (at
+        least two per worker when there are several), skipping blocks with none."""
+        per_block = torch.zeros(self.spec.blocks, dtype=torch.int64)
+        for mask in todo.values():
+            per_block[: mask.shape[1]] += mask.sum(dim=0)
+        total = int(per_block.sum())
+        if total == 0:
+            return []
+        width = max(table.positions.shape[1] for table in (self.table(+1), self.table(-1)))
+        pieces = max(math.ceil(total / chunk_instances(self.device, width)), 2 * self.workers - 1)
+        size = math.ceil(total / pieces)
+        # cut where the running count crosses a multiple of the chunk size
+        running = per_block.cumsum(0)
+        cut = torch.div(running - 1, size, rounding_mode="floor").tolist()
+        counts = per_block.tolist()
+        chunks, start = [], None
+        for j in range(self.spec.blocks):
+            if start is None:
+                if counts[j] == 0:
+                    continue
+                start = j
+            if j + 1 == self.spec.blocks or cut[j + 1] != cut[start] or counts[j + 1] == 0:
+                chunks.append((start, j + 1))
+                start = None
+        return chunks
+
+    def _lay_out(self, todo, tables, targets, start: int, stop: int) -> Instances:
+        """Both signs' instances of blocks start..stop − 1 that ``todo`` marks, one batch."""
+        spec, device = self.spec, self.device
+        first, last = spec.block_offsets[start], spec.block_offsets[stop]
+        diagonal = self.diagonal[first:last].to(device)
+        second_t = self._second(start, stop).to(device)
+        parts = []
+        for sign, mask in todo.items():
+            end = min(stop, mask.shape[1])
+            if end <= start:
                 continue
-            current[block] = rows
-            size += rows.numel()
-            if size >= GROUP_INSTANCES:
-                groups.append(current)
-                current, size = {}, 0
-        if current:
-            groups.append(current)
-        return groups
+            chunk_todo = mask[:, start:end].T.contiguous().to(device)
+            parts.append(
+                lay_out_blocks(
+                    spec, targets, sign, tables[sign], start, diagonal, second_t, chunk_todo
+                )
+            )
+        return Instances.concat(parts)
 
     def _store(
-        self,
-        sign: int,
-        instances: Instances,
-        mask: torch.Tensor,
-        error: torch.Tensor,
-        keep_better: bool,
+        self, batch: Instances, mask: torch.Tensor, error: torch.Tensor, keep_better: bool
     ) -> None:
-        picks = self.signs[sign]
-        row, block = instances.row, instances.block
-        count = len(instances)
-        columns = mask.nonzero()[:, 1].view(count, self.k).cpu()
-        positions = instances.positions.gather(1, columns)
-        values = instances.values.cpu().gather(1, columns)
-        sums = values.sum(dim=1)
-        magnitudes = values.abs().sum(dim=1)
-        error = error.cpu()
-        if keep_better:
-            better = error < picks.errors[row, block]
-            row, block = row[better], block[better]
-            positions, values = positions[better], values[better]
-            sums, magnitudes, error = sums[better], magnitudes[better], error[better]
-        neurons = torch.tensor(self.spec.block_offsets[:-1])[block][:, None] + positions
-        scale = torch.cat(self.diagonals).to(torch.float64).abs()[neurons]
-        picks.positions[row, block] = positions.to(torch.int32)
-        picks.second[row, block] = (values / scale).to(torch.float32)  # the product was exact
-        picks.sums[row, block] = sums
-        picks.magnitudes[row, block] = magnitudes
-        picks.errors[row, block] = error
+        """Write the picks of a solved batch into the per-sign tables, by scatter: the picked
+        positions (in column order), their V entries, sums, magnitudes and errors."""
+        k = self.k
+        # the k picked columns of each row, in column order (a stable sort: no host sync)
+        columns = torch.sort(mask.to(torch.uint8), dim=1, descending=True, stable=True)
+        columns = columns.indices[:, :k]
+        values = batch.values.gather(1, columns)
+        positions = batch.positions.gather(1, columns)
+        offsets = torch.tensor(self.spec.block_offsets[:-1], device=values.device)
+        neurons = offsets[batch.block][:, None] + positions
+        scale = self.diagonal.to(values.device, torch.float64)[neurons].abs()
+        fields = {
+            "positions": positions.to(torch.int32),
+            "second": (values / scale).to(torch.float32),  # the product was exact
+            "sums": values.sum(dim=1),
+            "magnitudes": values.abs().sum(dim=1),
+            "errors": error,
+        }
+        fields = {name: value.cpu() for name, value in fields.items()}
+        row, block = batch.row.cpu(), batch.block.cpu()
+        for sign, lo, hi in batch.spans:
+            picks = self.signs[sign]
+            flat = row[lo:hi] * picks.exists.shape[1] + block[lo:hi]
+            new = {name: value[lo:hi] for name, value in fields.items()}
+            if keep_better:
+                better = new["errors"] < picks.errors.view(-1)[flat]
+                for name, value in new.items():
+                    old = getattr(picks, name).view(-1, *value.shape[1:])[flat]
+                    keep = better.view(-1, *([1] * (value.dim() - 1)))
+                    new[name] = torch.where(keep, value, old)
+            for name, value in new.items():
+                getattr(picks, name).view(-1, *value.shape[1:]).index_copy_(0, flat, value)
 
     # ---------------------------------------------------------------- what the picks give
     def errors(self) -> torch.Tensor:
@@ -442,6 +523,18 @@ class LayerSolution:
         )
 
 
+def chunk_instances(device: torch.device, width: int) -> int:
+    """Instances per chunk on ``device`` for candidate lists ``width`` long: ``CHUNK_BYTES`` of
+    layout and solver temporaries on the CPU (large enough that the operators are few, small
+    enough to stay below the prune's former peak), the solver's memory budget on CUDA."""
+    budget = CHUNK_BYTES if device.type == "cpu" else default_memory_budget(device)
+    return max(1, budget // (BYTES_PER_ENTRY * max(width, 1)))
+
+
+class DeviceOutOfMemory(SslthError, RuntimeError):
+    """The device ran out of memory on a chunk of a single block, at the smallest budget."""
+
+
 def solve_layer(
     spec: PairSpec,
     layer: TargetLayer,
@@ -489,7 +582,7 @@ def solve_layer(
     short = solution.short_blocks()
     if short and not grow_blocks:
         block = short[0]
-        counts = [candidates(solution.diagonals[block], s).numel() for s in (+1, -1)]
+        counts = [int(solution.table(s).counts[block]) for s in (+1, -1)]
         raise BlockTooSmall(
             f"impossible k: layer {index + 1} needs k={k} neurons of each sign in every block, "
             f"but block {block} of its random network has {counts[0]} positive and "
