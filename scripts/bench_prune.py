@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"target {args.target} ({sum(p.numel() for p in model.parameters()):,} weights), "
         f"ε = {args.epsilon:g}, density <= {args.density:g}, device {device}, torch "
         f"{torch.__version__}, {torch.get_num_threads()} torch threads, sslth workers "
-        f"{args.threads or sslth.device.available_cores()}",
+        f"{args.threads or sslth.device.default_workers(device)}",
         flush=True,
     )
     if device.type == "cuda":
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
         "density_limit": args.density,
         "device": str(device),
         "torch": torch.__version__,
-        "workers": args.threads or sslth.device.available_cores(),
+        "workers": args.threads or sslth.device.default_workers(device),
         "machine": platform.machine(),
         "wall_s": wall,
         "busy_s": busy,

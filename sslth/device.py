@@ -44,6 +44,14 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def default_workers(device: torch.device) -> int:
+    """Worker threads a prune uses when the caller gives none: the CPU cores on the CPU; one on
+    CUDA, where the chunks are already as large as the device's memory allows and more threads
+    only contend for the one stream (the issue's H200 profile: 9.6 s with one thread, 10.3 s
+    with 4, 13.7 s with 16)."""
+    return 1 if device.type == "cuda" else available_cores()
+
+
 @contextmanager
 def intra_op_threads(count: int) -> Iterator[None]:
     """Run the block with torch's intra-op thread pool at ``count`` threads, then restore it.

@@ -32,3 +32,32 @@ def test_counter_sees_only_its_own_thread():
         thread.start()
         thread.join()
     assert counter.total == 0
+
+
+def _layer_operators(d_in: int) -> tuple[int, int]:
+    from sslth.construct import PairSpec
+    from sslth.search.layer import solve_layer
+    from sslth.target import as_target
+
+    generator = torch.Generator().manual_seed(d_in)
+    weight = torch.randn(6, d_in, generator=generator) / d_in**0.5
+    layer = as_target([(weight, 0.1 * torch.randn(6, generator=generator))]).layers[0]
+    spec = PairSpec(d_in, 6, 10, True, 3)
+    with OperatorCounter() as counter:
+        solution = solve_layer(
+            spec, layer, 3, 1e-3, index=0, device=torch.device("cpu"), solver="auto"
+        )
+        solution.masks()
+        solution.operator()
+    return counter.total, counter.syncs
+
+
+def test_a_layer_solve_launches_operators_per_chunk_not_per_block():
+    """Four times the blocks (64 → 256 inputs, one chunk either way) cost only the two draws
+    per block (U's diagonal, V's columns): the layout, the solve and the bookkeeping are
+    batched. Per-block bookkeeping cost ~100 operators a block before (26,000 more here)."""
+    small, small_syncs = _layer_operators(64)
+    large, large_syncs = _layer_operators(256)
+    assert large <= small + 3 * (256 - 64) + 200
+    assert large_syncs <= small_syncs + 20
+    assert large <= 8_000 and large_syncs <= 1_000

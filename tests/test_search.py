@@ -336,3 +336,47 @@ def test_refine_returns_a_certified_candidate():
     assert report.certified_error == pytest.approx(refined.bound, rel=1e-9)
     assert report.n == [n for n, _, _ in refined.sizes]
     assert report.density <= options.density
+
+
+# ---------------------------------------------------------------- running out of device memory
+
+
+def _out_of_memory_above(monkeypatch, instances: int) -> list[int]:
+    """Make the layer's solver raise torch.OutOfMemoryError on batches above ``instances``."""
+    from sslth.search import layer as layer_module
+
+    real, sizes = layer_module.solve, []
+
+    def solve(values, *args, **kwargs):
+        sizes.append(values.shape[0])
+        if values.shape[0] > instances:
+            raise torch.OutOfMemoryError("simulated: out of memory")
+        return real(values, *args, **kwargs)
+
+    monkeypatch.setattr(layer_module, "solve", solve)
+    return sizes
+
+
+def test_a_device_out_of_memory_shrinks_its_chunk_and_gives_the_same_picks(monkeypatch):
+    layer = _layer(d_in=12, d_out=10, seed=3)
+    spec = PairSpec(12, 10, 16, False, 77)
+    cpu = torch.device("cpu")
+    whole = solve_layer(spec, layer, 3, 1e-2, index=0, device=cpu, solver="auto")
+    sizes = _out_of_memory_above(monkeypatch, 50)
+    split = solve_layer(spec, layer, 3, 1e-2, index=0, device=cpu, solver="auto")
+    assert max(sizes) > 50 and len(sizes) > 3  # it ran out, and went on in smaller chunks
+    for sign in (+1, -1):
+        assert torch.equal(whole.signs[sign].positions, split.signs[sign].positions)
+        assert torch.equal(whole.signs[sign].errors, split.signs[sign].errors)
+    assert torch.equal(whole.masks().second, split.masks().second)
+
+
+def test_a_device_that_cannot_hold_one_block_fails_with_one_line(monkeypatch):
+    from sslth.search.layer import DeviceOutOfMemory
+
+    layer = _layer(d_in=4, d_out=10, seed=3)
+    spec = PairSpec(4, 10, 16, False, 77)
+    _out_of_memory_above(monkeypatch, 0)
+    with pytest.raises(DeviceOutOfMemory, match="max_random_params") as error:
+        solve_layer(spec, layer, 3, 1e-2, index=0, device=torch.device("cpu"), solver="auto")
+    assert "\n" not in str(error.value)

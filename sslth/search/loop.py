@@ -24,7 +24,7 @@ import torch
 
 from sslth.certify import Certificate, certify_operators
 from sslth.construct import PairSpec
-from sslth.device import available_cores
+from sslth.device import default_workers
 from sslth.errors import ConfigError, TicketNotFound
 from sslth.kinds import has_convolution
 from sslth.progress import Progress
@@ -107,7 +107,7 @@ class Search:
         self.options = options
         self.device = device
         self.solver = solver
-        self.workers = options.threads or available_cores()
+        self.workers = options.threads or default_workers(device)
         depth = len(target.layers)
         self.fixed_n = options.per_layer("n", depth)
         self.fixed_k = options.per_layer("k", depth)

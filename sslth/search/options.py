@@ -59,8 +59,9 @@ class PruneOptions:
     )
     threads: int | None = option(
         None,
-        help="worker threads solving groups of instances in parallel (default: the CPU cores "
-        "this process may use); torch's own intra-op pool is held at one thread meanwhile",
+        help="worker threads solving chunks of instances in parallel (default: the CPU cores "
+        "this process may use; 1 on CUDA); torch's own intra-op pool is held at one thread "
+        "meanwhile",
     )
     dtype: str = option(
         "float64",
