@@ -45,14 +45,15 @@ def allocate(sizes: list[int], kept: int) -> list[int]:
 
 
 class _TopK(torch.autograd.Function):
-    """0/1 mask of the ``k`` largest |scores| forward; the identity backward (straight-through)."""
+    """0/1 mask of the ``k`` largest entries forward; the identity backward (straight-through).
+    Called on |scores|, so that autograd carries the sign of each score into its gradient."""
 
     @staticmethod
-    def forward(ctx, scores: torch.Tensor, k: int) -> torch.Tensor:
-        mask = torch.zeros_like(scores)
+    def forward(ctx, magnitudes: torch.Tensor, k: int) -> torch.Tensor:
+        mask = torch.zeros_like(magnitudes)
         if k:
             flat = mask.view(-1)
-            flat[scores.detach().abs().view(-1).topk(k, sorted=False).indices] = 1.0
+            flat[magnitudes.detach().reshape(-1).topk(k, sorted=False).indices] = 1.0
         return mask
 
     @staticmethod
@@ -132,17 +133,19 @@ class EdgePopup(nn.Module):
     def masks(self) -> list[torch.Tensor | None]:
         """The current 0/1 masks (bool), one per weight and bias tensor (None: no bias)."""
         return [
-            None if tensor is None else _TopK.apply(scores, count).bool()
+            None if tensor is None else _TopK.apply(scores.abs(), count).bool()
             for tensor, scores, count in zip(self.frozen, self.scores, self.counts, strict=True)
         ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for kind, index in self.layout:
             if kind == "linear":
-                weight = self.frozen[index] * _TopK.apply(self.scores[index], self.counts[index])
+                weight = self.frozen[index] * _TopK.apply(
+                    self.scores[index].abs(), self.counts[index]
+                )
                 bias = self.frozen[index + 1]
                 if bias is not None:
-                    bias = bias * _TopK.apply(self.scores[index + 1], self.counts[index + 1])
+                    bias = bias * _TopK.apply(self.scores[index + 1].abs(), self.counts[index + 1])
                 x = functional.linear(x, weight, bias)
             elif kind == "relu":
                 x = torch.relu(x)

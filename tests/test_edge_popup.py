@@ -100,3 +100,31 @@ def test_baseline_script_quick_form(tmp_path, one_thread):
     sup = report["sup_error"]
     assert sup["sslth_ascent"] <= sup["sslth_certified"]
     assert 0.0 <= report["mask_overlap"] <= 1.0
+
+
+def test_straight_through_gradient_carries_the_sign_of_the_score():
+    # a larger |score| keeps an entry: for a negative score the loss's push to keep it must
+    # make the score more negative (the first version missed the sign, and learnt nothing)
+    model = EdgePopup(nn.Sequential(nn.Linear(2, 1, bias=False)).double(), 1)
+    with torch.no_grad():
+        model.frozen[0].copy_(torch.tensor([[1.0, 1.0]], dtype=torch.float64))
+        model.scores[0].copy_(torch.tensor([[0.5, -0.3]], dtype=torch.float64))
+    out = model(torch.ones(1, 2, dtype=torch.float64))
+    (-out.sum()).backward()  # larger output is better: keeping either entry helps
+    grad = model.scores[0].grad[0]
+    assert grad[0] < 0 and grad[1] > 0  # gradient descent grows 0.5 and makes -0.3 more negative
+
+
+def test_training_learns_a_learnable_task():
+    torch.manual_seed(1)
+    network = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 3)).double()
+    model = EdgePopup(network, 150, seed=0)
+    generator = torch.Generator().manual_seed(2)
+
+    def batches():
+        while True:
+            x = torch.randn(64, 4, generator=generator, dtype=torch.float64)
+            yield x, x[:, :3].argmax(1)  # which of the first three inputs is largest
+
+    losses = model.train_scores(nn.functional.cross_entropy, batches(), 60, lr=1.0)
+    assert sum(losses[-10:]) < 0.9 * sum(losses[:10])

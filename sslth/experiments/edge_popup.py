@@ -45,6 +45,7 @@ class EdgePopupResult:
     mask_overlap: float  # fraction of sslth's kept entries edge-popup keeps too
     train_seconds: float
     planted: dict[str, float | bool]
+    losses: dict[str, float]  # the task's cross-entropy, means of its first and last 10 steps
     epsilon: float
     radius: float
     settings: dict = field(default_factory=dict)
@@ -131,7 +132,7 @@ def run(
     seed: int = 0,
     steps: int = 300,
     batch: int = 128,
-    lr: float = 0.1,
+    lr: float = 0.01,
     samples: int = 2000,
     epsilon: float | None = None,
 ) -> EdgePopupResult:
@@ -153,11 +154,14 @@ def run(
         random = random_network(ticket).double()
         kept = ticket.report.ticket_params
         sslth_masks = ticket_masks(ticket)
+        # a fixed logit temperature: the random network's outputs are ~20 at the start, and
+        # unscaled losses drive the scores to dead ReLUs (chance accuracy); argmax is unchanged
+        scale = _output_scale(random, kept, seed, data.x_train.double())
         task, task_seconds = _train(
             random,
             kept,
             seed,
-            nn.functional.cross_entropy,
+            lambda g, y: nn.functional.cross_entropy(g / scale, y),
             class_batches(data, batch, seed),
             steps,
             lr,
@@ -166,7 +170,7 @@ def run(
             random,
             kept,
             seed,
-            lambda g, f: ((g - f) ** 2).sum(1).mean(),
+            lambda g, f: (((g - f) / scale) ** 2).sum(1).mean(),
             ball_batches(target, data.x_train.shape[1], radius, batch, seed + 1),
             steps,
             lr,
@@ -196,10 +200,14 @@ def run(
                 "mask_overlap": overlap(sslth_masks, planted.masks()),
                 "test_accuracy": _accuracy(planted, data),
                 "train_seconds": planted_seconds,
+                "loss_first_steps": planted.loss_first,  # mean of the first 10 steps
+                "loss_last_steps": planted.loss_last,
             },
+            losses={"first_steps": task.loss_first, "last_steps": task.loss_last},
             epsilon=epsilon,
             radius=radius,
             settings=dict(
+                output_scale=scale,
                 hidden=hidden,
                 epochs=epochs,
                 density_limit=density,
@@ -220,8 +228,16 @@ def run(
     return result
 
 
+def _output_scale(random, kept: int, seed: int, x: torch.Tensor) -> float:
+    """Standard deviation of the untrained edge-popup network's outputs on ``x``."""
+    with torch.no_grad():
+        return float(EdgePopup(random, kept, seed=seed)(x).std())
+
+
 def _train(random, kept, seed, loss, batches, steps, lr) -> tuple[EdgePopup, float]:
     start = time.perf_counter()
     model = EdgePopup(random, kept, seed=seed)
-    model.train_scores(loss, batches, steps, lr=lr)
+    losses = model.train_scores(loss, batches, steps, lr=lr)
+    tail = max(1, min(10, len(losses)))
+    model.loss_first, model.loss_last = sum(losses[:tail]) / tail, sum(losses[-tail:]) / tail
     return model, time.perf_counter() - start
