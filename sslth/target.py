@@ -20,12 +20,12 @@ from torch import nn
 
 from sslth.errors import TargetError, UnsupportedTargetError
 from sslth.graph import check_graph, graph_network, run_graph
-from sslth.kinds import DENSE, Conv2d, LayerKind, has_convolution
+from sslth.kinds import DENSE, LAYER_MODULES, LayerKind, has_convolution, kind_of_module
 from sslth.modules import effective_parameter, global_hook_problem, module_problem
 from sslth.ops import FLATTEN, RELU, SUPPORTED_OPS, Op, op_of_module
 from sslth.sizes import check_example_size
 
-_LAYERS = (nn.Linear, nn.Conv2d)
+_LAYERS = LAYER_MODULES
 
 
 @dataclass(frozen=True)
@@ -293,8 +293,7 @@ def _split(model: nn.Sequential) -> tuple[list[tuple[int, nn.Module]], list[list
     for position, module in enumerate(model):
         name = type(module).__name__
         if isinstance(module, _LAYERS):
-            if isinstance(module, nn.Conv2d):
-                _check_conv_options(module, position)
+            kind_of_module(module).check_module(module, position)
             layers.append((position, module))
             groups.append([])
             continue
@@ -328,42 +327,12 @@ def _split(model: nn.Sequential) -> tuple[list[tuple[int, nn.Module]], list[list
     return layers, groups
 
 
-def _check_conv_options(module: nn.Conv2d, position: int) -> None:
-    name = f"layer {position} (Conv2d)"
-    if module.groups != 1:
-        raise UnsupportedTargetError(f"{name}: groups = {module.groups} is not supported (1 is)")
-    if module.padding_mode != "zeros":
-        raise UnsupportedTargetError(
-            f"{name}: padding_mode {module.padding_mode!r} is not supported ('zeros' is)"
-        )
-
-
-def _conv_kind(module: nn.Conv2d, position: int, in_hw: tuple[int, int]) -> Conv2d:
-    name = f"layer {position} (Conv2d)"
-    padding = module.padding
-    if isinstance(padding, str):
-        if padding == "valid":
-            padding = (0, 0)
-        else:  # 'same' with symmetric padding is the same as explicit padding
-            total = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size, strict=True)]
-            if any(t % 2 for t in total):
-                raise UnsupportedTargetError(
-                    f"{name}: padding='same' with an even kernel pads asymmetrically; pad "
-                    "explicitly"
-                )
-            padding = tuple(t // 2 for t in total)
-    try:
-        return Conv2d(module.kernel_size, module.stride, padding, module.dilation, in_hw)
-    except ValueError as error:
-        raise TargetError(f"{name}: {error}") from None
-
-
 def _from_sequential(model: nn.Sequential, input_shape: Sequence[int] | None) -> Target:
     _check_computes_its_layers(model)
     layers, groups = _split(model)
     first = layers[0][1]
     if input_shape is None:
-        if isinstance(first, nn.Conv2d) or any(op.is_pool for _, op in groups[0]):
+        if kind_of_module(first).convolution or any(op.is_pool for _, op in groups[0]):
             raise TargetError(
                 "input_shape=(C, H, W) is required: the target has a conv or pooling layer, "
                 "whose output depends on the image size"
@@ -391,25 +360,8 @@ def _from_sequential(model: nn.Sequential, input_shape: Sequence[int] | None) ->
 
 def _read_layer(module: nn.Module, position: int, shape: tuple[int, ...]) -> TargetLayer:
     """The float64 layer of ``module``, which receives examples of ``shape``."""
-    if isinstance(module, nn.Conv2d):
-        name = f"layer {position} (Conv2d {module.in_channels}->{module.out_channels})"
-        if len(shape) != 3 or shape[0] != module.in_channels:
-            raise TargetError(
-                f"{name}: expects (C={module.in_channels}, H, W) inputs but receives shape "
-                f"{shape}; shapes do not chain (check input_shape)"
-            )
-        kind: LayerKind = _conv_kind(module, position, shape[1:])
-        weight = _copy(effective_parameter(module, "weight"), f"{name} weight", 4)
-    else:
-        name = f"layer {position} (Linear {module.in_features}->{module.out_features})"
-        if shape != (module.in_features,):
-            hint = "; insert nn.Flatten before it" if len(shape) > 1 else ""
-            raise TargetError(
-                f"{name}: shapes do not chain, it takes {module.in_features} inputs but "
-                f"receives shape {shape}{hint}"
-            )
-        kind = DENSE
-        weight = _copy(effective_parameter(module, "weight"), f"{name} weight", 2)
+    kind, name, dims = kind_of_module(module).read_module(module, position, shape)
+    weight = _copy(effective_parameter(module, "weight"), f"{name} weight", dims)
     bias = effective_parameter(module, "bias")
     bias = None if bias is None else _copy(bias, f"{name} bias", 1)
     if bias is not None:
@@ -445,7 +397,7 @@ def as_target(target, *, input_shape: Sequence[int] | None = None) -> Target:
 
     if isinstance(target, nn.Sequential) and not needs_trace(target):
         return _from_sequential(target, input_shape)
-    if isinstance(target, (nn.Linear, nn.Conv2d)):
+    if isinstance(target, _LAYERS):
         problem = module_problem(target, _LAYERS)
         if problem:
             raise UnsupportedTargetError(f"the target ({type(target).__name__}) {problem}")

@@ -41,6 +41,7 @@ from torch.nn import functional
 
 from sslth.errors import TargetError, UnsupportedTargetError
 from sslth.graph import ADD, INPUT, LAYER, OP, Node
+from sslth.kinds import LAYER_MODULES, kind_of_module
 from sslth.modules import global_hook_problem, module_problem
 from sslth.ops import AVGPOOL, FLATTEN, RELU, Op, op_of_module
 
@@ -220,7 +221,7 @@ class _Reader:
             return ("tensor", source)
         if isinstance(module, _NORMS):
             return self.batch_norm(module, name, fx_node, source)
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
+        if isinstance(module, LAYER_MODULES):
             return self.layer(module, fx_node, source)
         if isinstance(module, nn.AdaptiveAvgPool2d):
             return self.adaptive_pool(module.output_size, source, fx_node)
@@ -232,10 +233,9 @@ class _Reader:
         return self.op(op, source, fx_node)
 
     def layer(self, module: nn.Module, fx_node: fx.Node, source: int) -> tuple:
-        from sslth.target import _check_conv_options, _read_layer
+        from sslth.target import _read_layer
 
-        if isinstance(module, nn.Conv2d):
-            _check_conv_options(module, f"'{fx_node.target}'")
+        kind_of_module(module).check_module(module, f"'{fx_node.target}'")
         layer = _read_layer(module, f"'{fx_node.target}'", self.shapes[source])
         self.layers.append(layer)
         self.layer_sources.append(fx_node)

@@ -5,12 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from torch import nn
+
 from sslth.errors import NotATicketError
 from sslth.kinds.base import LayerKind
 from sslth.kinds.conv import Conv2d
 from sslth.kinds.dense import DENSE, Dense, spectral_norm
 
 KINDS: dict[str, type[LayerKind]] = {Dense.name: Dense, Conv2d.name: Conv2d}
+
+
+# the nn module classes a target layer can be, and the kind each one is read as
+LAYER_MODULES: tuple[type[nn.Module], ...] = tuple(kind.module_class for kind in KINDS.values())
+
+
+def kind_of_module(module: nn.Module) -> type[LayerKind]:
+    """The kind class whose target layers ``module`` is one of (``module`` is an instance of
+    :data:`LAYER_MODULES`)."""
+    return next(kind for kind in KINDS.values() if isinstance(module, kind.module_class))
 
 
 def has_convolution(kinds: Iterable[LayerKind]) -> bool:
@@ -32,10 +44,12 @@ def kind_from_dict(data: Any) -> LayerKind:
 __all__ = [
     "DENSE",
     "KINDS",
+    "LAYER_MODULES",
     "Conv2d",
     "Dense",
     "LayerKind",
     "has_convolution",
     "kind_from_dict",
+    "kind_of_module",
     "spectral_norm",
 ]

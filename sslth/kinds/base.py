@@ -28,17 +28,35 @@ class LayerKind(ABC):
     """One kind of affine layer and its geometry; immutable and hashable (a dataclass)."""
 
     name: ClassVar[str] = ""
+    # whether the layer is a convolution: the one spelling of "has a conv", which decides how
+    # the module's sums round (:mod:`sslth.rounding`) and whether a target needs input_shape
+    convolution: ClassVar[bool] = False
+    module_class: ClassVar[type[nn.Module]] = nn.Linear  # the nn module a target layer is
+
+    @classmethod
+    def check_module(cls, module: nn.Module, position) -> None:
+        """Refuse (one line) options of a target's ``module`` the kind cannot take; ``position``
+        names it in messages."""
+        return None  # a dense layer's nn.Linear has no such options
+
+    @classmethod
+    @abstractmethod
+    def read_module(
+        cls, module: nn.Module, position, shape: tuple[int, ...]
+    ) -> tuple[LayerKind, str, int]:
+        """The kind of a target's layer ``module`` that receives examples of ``shape``.
+
+        Returns:
+            (kind, the layer's name for messages, the dimension count of its weight).
+
+        Raises:
+            TargetError: the shapes do not chain (or a geometry the kind cannot take).
+        """
 
     @property
     @abstractmethod
     def kernel_shape(self) -> tuple[int, ...]:
         """Trailing dimensions of the weight after (d_out, d_in): () for a dense layer."""
-
-    @property
-    def convolution(self) -> bool:
-        """Whether the layer is a convolution (its kernel has positions): the one spelling of
-        "has a conv", which decides how the module's sums round (:mod:`sslth.rounding`)."""
-        return len(self.kernel_shape) > 0
 
     def label(self, d_in: int, d_out: int) -> str:
         """A short description of a layer of this kind, e.g. ``8->4`` (tables, messages)."""
@@ -83,7 +101,7 @@ class LayerKind(ABC):
 
     def module_types(self) -> tuple[type, ...]:
         """The ``nn`` module class of both layers of a pair."""
-        return (nn.Linear,)
+        return (self.module_class,)
 
     def module_problem(self, module: nn.Module, first: bool) -> str | None:
         """Why ``module`` is not the first (or second) layer of this kind's pair, beyond its

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional
 
 from sslth.convnorm import conv_norm_bound, conv_output_shape
+from sslth.errors import TargetError, UnsupportedTargetError
 from sslth.kinds.base import LayerKind
 
 
@@ -46,6 +47,54 @@ class Conv2d(LayerKind):
     in_hw: tuple[int, int] = (1, 1)
 
     name = "conv2d"
+    convolution = True
+    module_class = nn.Conv2d
+
+    @classmethod
+    def check_module(cls, module: nn.Module, position) -> None:
+        name = f"layer {position} (Conv2d)"
+        if module.groups != 1:
+            raise UnsupportedTargetError(
+                f"{name}: groups = {module.groups} is not supported (1 is)"
+            )
+        if module.padding_mode != "zeros":
+            raise UnsupportedTargetError(
+                f"{name}: padding_mode {module.padding_mode!r} is not supported ('zeros' is)"
+            )
+
+    @classmethod
+    def read_module(
+        cls, module: nn.Module, position, shape: tuple[int, ...]
+    ) -> tuple[LayerKind, str, int]:
+        name = f"layer {position} (Conv2d {module.in_channels}->{module.out_channels})"
+        if len(shape) != 3 or shape[0] != module.in_channels:
+            raise TargetError(
+                f"{name}: expects (C={module.in_channels}, H, W) inputs but receives shape "
+                f"{shape}; shapes do not chain (check input_shape)"
+            )
+        return cls._of_module(module, position, shape[1:]), name, 4
+
+    @classmethod
+    def _of_module(cls, module: nn.Module, position, in_hw: tuple[int, int]) -> Conv2d:
+        name = f"layer {position} (Conv2d)"
+        padding = module.padding
+        if isinstance(padding, str):
+            if padding == "valid":
+                padding = (0, 0)
+            else:  # 'same' with symmetric padding is the same as explicit padding
+                total = [
+                    d * (k - 1) for d, k in zip(module.dilation, module.kernel_size, strict=True)
+                ]
+                if any(t % 2 for t in total):
+                    raise UnsupportedTargetError(
+                        f"{name}: padding='same' with an even kernel pads asymmetrically; pad "
+                        "explicitly"
+                    )
+                padding = tuple(t // 2 for t in total)
+        try:
+            return cls(module.kernel_size, module.stride, padding, module.dilation, in_hw)
+        except ValueError as error:
+            raise TargetError(f"{name}: {error}") from None
 
     def __post_init__(self) -> None:
         for name in ("kernel", "stride", "padding", "dilation", "in_hw"):
@@ -144,9 +193,6 @@ class Conv2d(LayerKind):
         self, d_in: int, d_out: int, hidden: int, has_bias: bool
     ) -> tuple[nn.Module, nn.Module]:
         return nn.Conv2d(d_in, hidden, 1, bias=has_bias), self.layer_module(hidden, d_out, False)
-
-    def module_types(self) -> tuple[type, ...]:
-        return (nn.Conv2d,)
 
     def module_problem(self, module: nn.Module, first: bool) -> str | None:
         expected = (

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sslth.errors import TargetError
 from sslth.kinds.base import LayerKind
 
 GRAM_MIN_SIDE = 64  # below this an SVD is as fast and we keep it
@@ -44,6 +45,19 @@ class Dense(LayerKind):
     """x ↦ W x + b with W of shape (d_out, d_in)."""
 
     name = "dense"
+
+    @classmethod
+    def read_module(
+        cls, module: nn.Module, position, shape: tuple[int, ...]
+    ) -> tuple[LayerKind, str, int]:
+        name = f"layer {position} (Linear {module.in_features}->{module.out_features})"
+        if shape != (module.in_features,):
+            hint = "; insert nn.Flatten before it" if len(shape) > 1 else ""
+            raise TargetError(
+                f"{name}: shapes do not chain, it takes {module.in_features} inputs but "
+                f"receives shape {shape}{hint}"
+            )
+        return DENSE, name, 2
 
     @property
     def kernel_shape(self) -> tuple[int, ...]:
