@@ -606,6 +606,17 @@ def _landmarks(dim: int, radius: float) -> torch.Tensor:
     return torch.cat([torch.zeros(1, dim, dtype=torch.float64), axes, -axes])
 
 
+EMPIRICAL_BATCH_ENTRIES = 2**23  # values (64 MiB) per batch in the widest of input and outputs
+
+
+def empirical_batch(samples: int, target: Target) -> int:
+    """Random points :func:`empirical_error` runs through both networks at once (of each kind,
+    sphere and ball): ``EMPIRICAL_BATCH_ENTRIES`` values in the widest of the input and the
+    layers' outputs."""
+    widest = max([target.input_size] + [math.prod(layer.out_shape) for layer in target.layers])
+    return max(1, min(samples, EMPIRICAL_BATCH_ENTRIES // widest))
+
+
 def empirical_error(
     target: Target,
     operators: list[PairOperator],
@@ -635,9 +646,7 @@ def empirical_error(
         exact = target.forward(x) - forward(x)
         return torch.linalg.vector_norm(exact, dim=1)
 
-    # 2^23 values (64 MiB) per batch in the widest of the input and the layers' outputs
-    widest = max([dim] + [math.prod(layer.out_shape) for layer in target.layers])
-    chunk = max(1, min(samples, 2**23 // widest))
+    chunk = empirical_batch(samples, target)
     groups: list[tuple[torch.Tensor, torch.Tensor]] = []  # (worst gaps, their points) per kind
     best = 0.0
     with torch.no_grad():

@@ -13,7 +13,7 @@ from sslth.cli import main
 from sslth.config import random_target
 from sslth.construct import PairSpec, layer_seed
 from sslth.device import resolve_device
-from sslth.search import loop, preview
+from sslth.search import estimate, loop, preview
 from sslth.search.layer import solve_layer
 from sslth.search.options import PruneOptions
 from sslth.subset_sum import make_solver
@@ -86,19 +86,63 @@ def test_estimates_are_measured_and_say_so():
         assert layer.sample > 0 and layer.seconds > 0 and layer.per_instance_seconds > 0
     assert planned.seconds == pytest.approx(sum(layer.seconds for layer in planned.layers))
     low, high = planned.total_seconds
-    assert planned.seconds < low < high
+    assert planned.seconds < low <= planned.expected_seconds <= high
     assert planned.memory_bytes < planned.memory_grown_bytes
+    assert planned.peak_bytes == planned.memory_bytes + planned.process_bytes
     text = str(planned)
-    assert "ESTIMATE" in text and "extrapolated linearly" in text
+    assert "ESTIMATE" in text and "the prune's own code and threads" in text
     assert "Eq.29 n" in text and "c_amp = 0.0886" in text
     assert not planned.warnings
     data = json.loads(json.dumps(planned.to_dict()))
     assert data["layers"][0]["n"] == planned.layers[0].n
+    assert data["expected_seconds"] == pytest.approx(planned.expected_seconds)
+
+
+def test_the_estimate_is_its_parts(monkeypatch):
+    """The whole-prune estimate is the sum of what the plan shows: sizing, first round, one
+    round's bookkeeping and certificate, refine (by each layer's steps) and the report; and each
+    layer is timed with the prune's own solve_layer, at one intra-op thread, on a sample of its
+    instances scaled by the layer's count."""
+    calls = []
+    real = estimate.solve_layer
+
+    def recording(spec, layer, k, tolerance, **kwargs):
+        calls.append((spec.neurons_per_input, k, tolerance, torch.get_num_threads(), layer.d_in))
+        return real(spec, layer, k, tolerance, **kwargs)
+
+    monkeypatch.setattr(estimate, "solve_layer", recording)
+    monkeypatch.setattr(estimate, "SAMPLE_INSTANCES", {"cpu": 600, "cuda": 600})
+    monkeypatch.setattr(estimate, "SAMPLE_BLOCKS", 4)
+    target = random_target([40, 30, 5], seed=2)
+    planned = sslth.plan(target, 0.05, 0.3, threads=2)
+    first, second = planned.layers
+    assert {(n, k, tol) for n, k, tol, _, _ in calls} == {
+        (layer.n, layer.k, layer.tolerance) for layer in planned.layers
+    }
+    assert all(threads == 1 for *_, threads, _ in calls)
+    assert first.sample < first.instances  # a sample of layer 1 ...
+    assert second.sample == second.instances  # ... and all of layer 2 (small)
+    assert any(d_in < 40 for *_, d_in in calls) and any(d_in == 30 for *_, d_in in calls)
+    refine = sum(
+        steps * (layer.refine_step_seconds + planned.certificate_seconds)
+        for layer in planned.layers
+        if (steps := min(layer.refine_steps, estimate.REFINE_EXPECTED_STEPS))
+    )
+    assert all(0 < layer.refine_steps <= 6 for layer in planned.layers)
+    assert planned.expected_seconds == pytest.approx(
+        planned.sizing_seconds
+        + planned.seconds
+        + planned.round_seconds
+        + refine
+        + planned.report_seconds
+    )
+    assert planned.round_seconds >= planned.certificate_seconds > 0
+    assert planned.report_seconds > planned.certificate_seconds
 
 
 def test_memory_formula_against_a_solved_layer():
     """The formula's kept bytes against the tensors a real layer solution holds (the random V,
-    the instances, the picks and the operators)."""
+    the picks, the masks and the operators), with the byte counts sslth.search.layer exports."""
     target = sslth.as_target(random_target([12, 20], seed=5, bias=True))
     layer = target.layers[0]
     spec = PairSpec(12, 20, 30, True, layer_seed(0, 0))
@@ -114,15 +158,15 @@ def test_memory_formula_against_a_solved_layer():
     tensors += [operator.positive, operator.negative]
     tensors += [operator.stats.abs_positive, operator.stats.abs_negative]
     held = sum(t.numel() * t.element_size() for t in tensors)
-    widths = tuple(
-        max(int((d > 0).sum()) if s > 0 else int((d < 0).sum()) for d in solution.diagonals)
-        for s in (1, -1)
-    )
-    kept, transient = preview.layer_memory(layer, 30, widths, k=6)
+    kept, transient = estimate.layer_memory(layer, 30, 6)
     assert 0.9 * held <= kept <= 1.25 * held
-    estimated, _ = preview.layer_memory(layer, 30, k=6)  # widths estimated, not drawn
-    assert 0.8 * kept <= estimated <= 1.25 * kept
-    assert transient > 0
+    assert transient > estimate.layer_memory(layer, 20, 6)[1] > 0  # wider blocks hold more
+    # the search's peak: the layers before keep theirs while the next is solved
+    assert estimate.peak_memory([(10, 5), (3, 20)]) == 33
+    assert estimate.peak_memory([(10, 50), (3, 20)]) == 60
+    assert estimate.peak_memory([(10, 5), (3, 20)], report=40) == 53  # the report, at the end
+    small, large = (estimate.report_memory(target, samples) for samples in (100, 10_000))
+    assert 0 < small < large
 
 
 def test_beyond_the_limits_is_reported_and_prune_refuses():
@@ -140,10 +184,16 @@ def test_beyond_the_limits_is_reported_and_prune_refuses():
 
 def test_warnings_for_time_and_memory(monkeypatch):
     target = random_target([6, 9, 4], seed=1)
-    monkeypatch.setattr(preview, "_memory_limit", lambda device: (1024, "available RAM"))
+    monkeypatch.setattr(estimate, "memory_limit", lambda device: (1024, "available RAM"))
     planned = sslth.plan(target, 0.05, 0.3, calibrate=False)
     assert len(planned.warnings) == 1 and "exceeds the 1 KiB of available RAM" in str(planned)
-    slow = dataclasses.replace(planned, seconds=2 * preview.HOUR, report_seconds=1.0)
+    slow = dataclasses.replace(
+        planned,
+        seconds=2 * preview.HOUR,
+        report_seconds=1.0,
+        round_seconds=0.0,
+        certificate_seconds=0.0,
+    )
     (warning,) = [w for w in preview._warnings(slow, PruneOptions(0.05, 0.3)) if "take" in w]
     assert "estimated to take 2 h" in warning
 

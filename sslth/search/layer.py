@@ -35,7 +35,6 @@ from sslth.subset_sum.api import default_memory_budget
 from sslth.target import TargetLayer
 
 REPAIR_MAX_WORK = 50_000_000  # subsets per row the exact search may enumerate on a repair
-GROUP_INSTANCES = 16_384  # (the plan's memory model; the solve's chunks are CHUNK_BYTES)
 # a chunk of instances, laid out and solved in one batch: its float64 values, positions and the
 # solver's whole-batch temporaries take about this much (on CUDA: the solver's memory budget)
 CHUNK_BYTES = 64 * 1024**2
@@ -72,6 +71,45 @@ class SignPicks:
             zeros.clone(),
             zeros.clone(),
         )
+
+
+# ------------------------------------------------------------------------- bytes held
+# What a layer's solve holds, for sslth.plan's memory estimate (sslth.search.estimate): kept
+# here, beside the storage it describes, so that a change of the storage changes the estimate.
+
+
+def picks_bytes(k: int) -> int:
+    """Bytes :class:`SignPicks` keeps per (matrix-view row, block) slot of a sign, k picks."""
+    empty = SignPicks.empty(1, 1, k)
+    return sum(t.element_size() * t.numel() for t in vars(empty).values())
+
+
+def held_bytes(width: int) -> int:
+    """Bytes one instance of padded ``width`` candidates holds from its layout until its picks
+    are stored: its :class:`Instances` (float64 values, int64 positions, bool valid; float64
+    target, int64 row, block and id) and the solver's bool mask and float64 error.
+    :meth:`LayerSolution._solve` stores the picks once every chunk is solved, so a solve holds
+    this for all the instances it solves at once."""
+    return width * (8 + 8 + 1 + 1) + 4 * 8 + 8
+
+
+def chunk_bytes(device: torch.device, width: int) -> int:
+    """Bytes of one chunk in flight (its layout and the solver's temporaries), one per worker:
+    :func:`chunk_instances` × ``BYTES_PER_ENTRY`` per candidate."""
+    return chunk_instances(device, width) * BYTES_PER_ENTRY * max(width, 1)
+
+
+def masks_bytes(rows: int, hidden: int) -> int:
+    """Bytes of :meth:`LayerSolution.masks`' cached V mask: one byte per V entry (its pick
+    counts, viewed as bool)."""
+    return rows * hidden
+
+
+def draw_bytes(rows: int, hidden: int) -> int:
+    """Bytes of the drawn V a solution keeps (float32, the whole layer's while it fits
+    ``DRAW_CACHE_BYTES``, else none: drawn again per chunk) and U's diagonal (float32)."""
+    second = 4 * rows * hidden
+    return (second if second <= DRAW_CACHE_BYTES else 0) + 4 * hidden
 
 
 class LayerSolution:

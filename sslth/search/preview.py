@@ -4,50 +4,28 @@ For a target and (ε, density) it gives, per layer and without solving the layer
 :func:`sslth.prune` starts from: the sizes n and k and the tolerance of the planner
 (:mod:`sslth.search.plan`, the same pure functions the search calls), the number of subset-sum
 instances, the random network's size m and m/m_t, the predicted density, and Eq. 29's n with the
-constant fitted to our runs. Beside them, **estimates** of time and peak memory on this device:
-
-- time of the first round: each layer's random pair is drawn as the prune draws it (the same
-  seed, so the same first layer U and the same blocks) but restricted to a few random outputs,
-  and a random sample of its instances is solved with the prune's solver on the prune's device.
-  The solve time per instance (measured on calls of at least :data:`LARGE_CHUNK` rows, where it
-  has settled) is extrapolated linearly to the layer's instances; drawing U, whose cost does
-  not depend on the outputs, is timed in full, and drawing V and laying out the instances per
-  output. The report (certificate, empirical check) is timed on a stand-in ticket of the same
-  shapes. Later rounds (repair, growth, refine) multiply the first round by
-  :data:`LATER_ROUNDS`, measured.
-- memory: a formula (:func:`layer_memory`) for what each layer's solution holds (the random V
-  as float32, the instances as float64 with their bool masks, the operators), summed over the
-  layers (the search keeps every layer's), plus the largest temporary and a fixed overhead; and
-  the same when the search grows its largest layer (it holds the old solution while solving the
-  new).
-
-Measured against real prunes from 64-32-10 to 784-500-10 (16 CPU cores and an H100; table in
-docs/examples.md): the first-round time was overestimated by 1.2–1.5×, every whole prune fell
-in the printed range, and the measured peak memory in the printed range (or below it).
+constant fitted to our runs. Beside them, **estimates** of time and peak memory on this device
+(:mod:`sslth.search.estimate`: how they are made, what is timed and what is modelled).
 
 Everything is in :func:`plan`; :class:`Plan` prints as a table (``sslth plan`` on the command
-line).
+line). Measured against fresh-process prunes: docs/benchmarks.md, "sslth plan against the prune".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 
-import torch
-
 from sslth import theory
-from sslth.certify import PairOperator, empirical_error
-from sslth.construct import PairSpec
 from sslth.device import available_cores, resolve_device
 from sslth.errors import ConfigError
-from sslth.search.instances import BlockDraw, instance_rows, lay_out, target_values
-from sslth.search.layer import BLOCK_GROWTH, DRAW_CACHE_BYTES, GROUP_INSTANCES
+from sslth.search import estimate
+from sslth.search.layer import BLOCK_GROWTH
 from sslth.search.options import PruneOptions, as_options
 from sslth.search.plan import (
-    choose_k,
+    LayerPlan,
     expected_kept,
     instance_count,
     plan_layer,
@@ -55,28 +33,12 @@ from sslth.search.plan import (
     sizes,
 )
 from sslth.sizes import check_random_params, layer_sizes
-from sslth.subset_sum import make_solver, solve
-from sslth.subset_sum.api import DEFAULT_MEMORY_BUDGET
+from sslth.subset_sum import make_solver
 from sslth.target import Target, TargetLayer, as_target
 
 C_AMP = 0.0886  # Eq. 29's constant fitted to the Theorem 3 runs (docs/reproducing.md)
-SAMPLE_INSTANCES = {"cpu": 12_000, "cuda": 48_000}  # most instances sampled per layer
-# (a GPU needs larger batches before its rate per instance settles)
-SAMPLE_SECONDS = 0.6  # solve time per layer after which the calibration stops sampling
-WARM_UP_ROWS = 64  # the first chunk of each sign: warms the solver up, not counted
-# rows per call from which the solver's rate is near that of a whole layer's call
-LARGE_CHUNK = {"cpu": 1024, "cuda": 16_384}
 HOUR = 3600.0
-ASCENT_STEPS = 100  # the report's gradient ascent (Ticket.evaluate's default)
-REPORT_FRACTION = 10  # the report's empirical check is timed on 1/10 of its points and steps
 BEYOND_PARAMS = 10**15  # how far the planner looks for sizes beyond max_random_params
-# (whole prune − report) / first round: 1.6–2.0 on 64-32-10 … 784-500-10 (docs/examples.md);
-# 1 where the first round meets the request and refine changes nothing
-LATER_ROUNDS = (1.0, 2.5)
-# what a prune added beyond the formula's tensors on small targets (45 MiB over 7 MiB of
-# tensors for 64-32-10): libraries loaded on first use, the Poisson tables, the report's batches
-SEARCH_OVERHEAD = 48 * 1024**2
-_BYTES_PER_SOLVER_ENTRY = 64  # sslth.subset_sum.api's bound on a method's temporaries
 
 
 @dataclass(frozen=True)
@@ -100,9 +62,11 @@ class LayerPreview:
     paper_n: float  # Eq. 29's n with c_amp = C_AMP
     seconds: float | None  # estimated first-round time (None: not calibrated)
     memory_bytes: int | None  # estimated bytes the layer's solution keeps
-    transient_bytes: int | None  # estimated largest temporary while solving it
+    transient_bytes: int | None  # estimated bytes its solve holds on top while it runs
     sample: int = 0  # instances solved to calibrate the time
     per_instance_seconds: float | None = None  # the measured solve time per instance
+    refine_steps: int = 0  # smaller n refine may try on this layer (0: not refined)
+    refine_step_seconds: float | None = None  # estimated time of one refine step
     needed_n: int | None = None  # beyond the limit: the smallest n predicted to work, if any
     needed_params: int | None = None
     note: str = ""
@@ -132,6 +96,9 @@ class Plan:
     available_bytes: int | None  # the memory the estimate is compared with
     available_what: str  # "available RAM", "GPU memory", …
     planning_seconds: float  # how long plan() took
+    sizing_seconds: float = 0.0  # choosing n and k (the prune does the same)
+    certificate_seconds: float | None = None  # one certificate of the whole network
+    round_seconds: float | None = None  # per search round: operators, density, certificate
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -146,14 +113,48 @@ class Plan:
             return None
         return sum(layer.random_params for layer in self.layers)
 
+    def _refine(self, steps_of) -> float:
+        """Refine's time when it tries ``steps_of(steps)`` of each layer's steps: each a
+        re-solve of the layer and a certificate."""
+        return sum(
+            steps_of(layer.refine_steps) * (layer.refine_step_seconds + self.certificate_seconds)
+            for layer in self.layers
+            if layer.refine_steps
+        )
+
     @property
-    def total_seconds(self) -> tuple[float, float] | None:
-        """(low, high) estimate of the whole prune: the first round times
-        :data:`LATER_ROUNDS`, plus the report."""
+    def expected_seconds(self) -> float | None:
+        """Estimated whole prune: sizing, the first round, one search round's bookkeeping,
+        refine trying ``REFINE_EXPECTED_STEPS`` smaller n per layer, and the report."""
         if self.seconds is None:
             return None
-        report = self.report_seconds or 0.0
-        return tuple(self.seconds * factor + report for factor in LATER_ROUNDS)
+        return (
+            self.sizing_seconds
+            + self.seconds
+            + self.round_seconds
+            + self._refine(lambda steps: min(steps, estimate.REFINE_EXPECTED_STEPS))
+            + self.report_seconds
+        )
+
+    @property
+    def total_seconds(self) -> tuple[float, float] | None:
+        """(low, high) estimate of the whole prune: refine stopping at its first step, or
+        trying all; the high one adds a second round (repairs, growth, tightening re-solve at
+        most every instance once more)."""
+        if self.seconds is None:
+            return None
+        fixed = self.sizing_seconds + self.seconds + self.round_seconds + self.report_seconds
+        low = fixed + self._refine(lambda steps: min(steps, 1))
+        high = fixed + self.seconds + self.round_seconds + self._refine(lambda steps: steps)
+        return low, high
+
+    @property
+    def peak_bytes(self) -> int | None:
+        """Estimated peak resident memory of a process that prunes: its baseline (this
+        process's, on the CPU) plus the prune's tensors."""
+        if self.memory_bytes is None:
+            return None
+        return self.memory_bytes + (self.process_bytes if self.device == "cpu" else 0)
 
     @property
     def target_params(self) -> int:
@@ -174,7 +175,9 @@ class Plan:
             random_params=self.random_params,
             target_params=self.target_params,
             predicted_density=self.predicted_density,
+            expected_seconds=self.expected_seconds,
             total_seconds=self.total_seconds,
+            peak_bytes=self.peak_bytes,
         )
         return data
 
@@ -187,290 +190,6 @@ class Plan:
 
 def _shape(layer: TargetLayer) -> str:
     return layer.kind.label(layer.d_in, layer.d_out)
-
-
-# ------------------------------------------------------------------------------ memory
-
-
-def _fat_block(n: int, blocks: int) -> int:
-    """Neurons of one sign in the fullest of ``blocks`` blocks (Binomial(2n, 1/2) each): the
-    padded width of a layer's instance tensors. Mirrors ``thin_block_neurons``."""
-    return min(2 * n, int(math.ceil(n + math.sqrt(2 * math.log(2 * blocks)) * math.sqrt(n / 2))))
-
-
-def layer_memory(
-    layer: TargetLayer, n: int, widths: tuple[int, int] | None = None, k: int | None = None
-) -> tuple[int, int]:
-    """Estimated bytes a layer's solve keeps and the largest temporary it makes.
-
-    Args:
-        layer: the target layer.
-        n: neurons per input.
-        widths: the padded widths of the positive and negative instance tensors (the largest
-            block count of each sign), when known from a draw; else estimated.
-        k: picks per instance (default: what :func:`choose_k` would pick at density 1).
-
-    Returns:
-        (kept, transient): kept is what the search holds while the layer has a solution (the
-        random V as float32 while it fits the solution's draw cache, U's block diagonal, per
-        instance its k picked positions (int64) and V entries (float32), its sum, magnitude
-        and error (float64) and an existence flag, the masks and the float64 operators A and B
-        with their magnitudes); transient is the largest temporary (a group of instances laid
-        out in float64 and the solver's work on it, per worker, or the masks' int32 counts).
-    """
-    has_bias = layer.bias is not None
-    blocks = layer.d_in + int(has_bias)
-    hidden = 2 * n * blocks
-    rows = layer.d_out * layer.kind.taps
-    if k is None:
-        k = max(1, choose_k(layer, n, 1.0))
-    if widths is None:
-        widths = (_fat_block(n, blocks), _fat_block(n, layer.d_in))
-    kept = min(4 * rows * hidden, DRAW_CACHE_BYTES) + 4 * hidden  # V float32, U's diagonal
-    kept += rows * hidden  # the bool mask of V
-    kept += 4 * 8 * rows * layer.d_in  # A, B and their magnitudes, float64
-    for block_count in (blocks, layer.d_in):  # the positive sign has the bias block
-        kept += rows * block_count * (12 * k + 25)
-    width = max(widths)
-    group = GROUP_INSTANCES * width * (8 + 1 + _BYTES_PER_SOLVER_ENTRY)
-    solver = min(group, DEFAULT_MEMORY_BUDGET // 2) * available_cores()
-    counts = 4 * rows * hidden  # the masks' int32 pick counts
-    return kept, max(solver, counts)
-
-
-def _memory_limit(device: torch.device) -> tuple[int | None, str]:
-    """Bytes the estimate is compared with: available RAM (``/proc/meminfo``'s MemAvailable,
-    else the physical memory), or the GPU's total memory."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory, f"{device} memory"
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024, "available RAM"
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "RAM"
-    except (ValueError, OSError, AttributeError):
-        return None, "RAM"
-
-
-def _process_bytes() -> int:
-    """Resident memory of this process now (0 where /proc is not there)."""
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-# ------------------------------------------------------------------------------ timing
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _clock(device: torch.device) -> float:
-    _sync(device)
-    return time.perf_counter()
-
-
-@dataclass
-class _Calibration:
-    seconds: float
-    sample: int
-    widths: tuple[int, int]
-    per_instance: float
-    fixed: float  # U's draw
-    note: str = ""
-
-
-def calibrate_layer(
-    layer: TargetLayer,
-    index: int,
-    n: int,
-    k: int,
-    tolerance: float,
-    *,
-    seed: int,
-    device: torch.device,
-    solver,
-    sample_instances: int | None = None,
-    sample_seconds: float = SAMPLE_SECONDS,
-) -> _Calibration:
-    """Estimate the first-round time of one layer by solving a sample of its own instances.
-
-    The layer's random pair is drawn with the prune's seed restricted to a few random outputs
-    (U, and so every block's sign counts, is the prune's own); its instances are laid out with
-    :func:`sslth.search.instances.lay_out` and a random sample of them is solved with
-    :func:`sslth.subset_sum.solve`, as :func:`sslth.search.layer.solve_layer` does.
-
-    Args:
-        layer: the target layer.
-        index: its position (0-based; it seeds the pair as in the prune).
-        n, k, tolerance: the planned sizes and tolerance.
-        seed: the prune's seed.
-        device: where the prune solves.
-        solver: the prune's solver (built).
-        sample_instances: most instances solved (default: :data:`SAMPLE_INSTANCES` for the
-            device type).
-        sample_seconds: stop sampling once this much solve time is measured.
-
-    Returns:
-        The estimate: U's draw (timed in full) + the per-output cost of V and the layout × the
-        layer's outputs + the per-instance solve time × its instances.
-    """
-    generator = torch.Generator().manual_seed(seed % (2**31) + 7 * index + 1)
-    kind = "cuda" if device.type == "cuda" else "cpu"
-    large_chunk = LARGE_CHUNK[kind]
-    if sample_instances is None:
-        sample_instances = SAMPLE_INSTANCES[kind]
-    spec = PairSpec.for_layer(layer, n, seed, index)
-    # the prune's own blocks, a random few: each block's streams are its own, so a sample of
-    # blocks costs (draw, layout, solve) exactly what those blocks cost in the prune
-    per_block = 2 * spec.rows
-    count = min(spec.d_in, max(1, math.ceil(sample_instances / per_block)))
-    chosen = torch.randperm(spec.d_in, generator=generator)[:count].sort().values.tolist()
-    targets = target_values(layer, spec)
-    start = _clock(device)
-    draws = {j: BlockDraw.of(spec, j) for j in chosen}
-    signs = [
-        lay_out(
-            spec, targets, sign, {j: instance_rows(spec, j, sign) for j in chosen}, draws, device
-        )
-        for sign in (+1, -1)
-    ]
-    per_block_seconds = (_clock(device) - start) / count
-    draw_u = 0.0  # U's block diagonal is drawn with each block, in per_block_seconds
-    widths = (signs[0].values.shape[1], signs[1].values.shape[1])
-
-    # a random sample of rows, both signs, that a k-pick exists in (the prune grows n where a
-    # block is too small: that is reported, not timed)
-    pools, short = [], 0
-    for sign in signs:
-        enough = sign.valid.sum(dim=1) >= k
-        short += int((~enough).sum())
-        rows = enough.nonzero().squeeze(1).cpu()
-        pools.append(rows[torch.randperm(rows.numel(), generator=generator)])
-    note = (
-        f"{short} sampled instances have a block with fewer than k = {k} neurons of their "
-        "sign: the prune will grow n"
-        if short
-        else ""
-    )
-    # chunks of growing size, alternating signs; the first of each sign only warms up
-    # (allocations, kernels). The solver's cost per row falls with the batch until its groups
-    # of rows (by k and valid count) are full: the rate is taken on the large chunks, which on
-    # our measurements is within ~10% of the rate of a whole layer's call.
-    chunks: list[tuple[int, float]] = []
-    warm_up: list[tuple[int, float]] = []
-    taken, size, spent, total, rate = [0, 0], WARM_UP_ROWS, 0.0, 0.0, 0.0
-    warming = True
-    limit = 5 * sample_seconds  # all the solving the calibration may do, warm-up included
-    while sum(taken) < sample_instances and total < limit:
-        if spent >= sample_seconds and any(rows >= large_chunk for rows, _ in chunks):
-            break
-        if rate > 0:  # slow instances (a large n): a smaller chunk, so the limit holds
-            size = min(size, int((limit - total) / (2 * rate)))
-            if size < 16:
-                break
-        progressed = False
-        for sign, pool in enumerate(pools):
-            rows = pool[taken[sign] : taken[sign] + size]
-            if rows.numel() == 0:
-                continue
-            taken[sign] += rows.numel()
-            progressed = True
-            instances = signs[sign]
-            rows = rows.to(instances.values.device)
-            start = _clock(device)
-            solve(
-                instances.values[rows],
-                instances.targets[rows],
-                k,
-                tolerance,
-                valid=instances.valid[rows],
-                method=solver,
-                seed=1,
-            )
-            elapsed = _clock(device) - start
-            total += elapsed
-            rate = elapsed / rows.numel()
-            if not warming or all(p.numel() <= size for p in pools):
-                chunks.append((rows.numel(), elapsed))
-                spent += elapsed
-            else:
-                warm_up.append((rows.numel(), elapsed))
-        if not progressed:
-            break
-        warming, size = False, 4 * size
-    large = [(rows, t) for rows, t in chunks if rows >= large_chunk] or chunks
-    per_instance = sum(t for _, t in large) / max(sum(rows for rows, _ in large), 1)
-    solved = sum(rows for rows, _ in chunks)
-    # what the first calls cost beyond their rows (tables the solver builds once, lazy
-    # initializations): a fresh process pays it too
-    setup = sum(max(t - per_instance * rows, 0.0) for rows, t in warm_up)
-    seconds = setup + per_block_seconds * spec.blocks + per_instance * instance_count(layer)
-    return _Calibration(seconds, solved, widths, per_instance, draw_u, note)
-
-
-def _timed(clock_device: torch.device, action, *args, **kwargs) -> float:
-    """Seconds ``action(*args, **kwargs)`` takes, synchronized on ``clock_device``."""
-    start = _clock(clock_device)
-    action(*args, **kwargs)
-    return _clock(clock_device) - start
-
-
-def report_seconds(target: Target, options: PruneOptions, device: torch.device) -> float:
-    """Estimated time of the final report (certificate and empirical check), measured on this
-    device with the report's own functions on a stand-in ticket of the same shapes.
-
-    The stand-in is the exact ticket (A = B = W): :func:`sslth.certify.empirical_error` costs
-    the same on it as on the real one; it is run on a tenth of the points and ascent steps
-    after a warm-up, and scaled. The certificate is timed as the operator norms it takes (of
-    W, and of the (d_out, 2·d_in) error matrix).
-    """
-    operators = [
-        PairOperator(
-            layer.weight.to(device),
-            layer.weight.to(device),
-            torch.zeros(layer.d_out, dtype=torch.float64, device=device)
-            if layer.bias is None
-            else layer.bias.to(device),
-            layer.kind,
-        )
-        for layer in target.layers
-    ]
-    samples = options.empirical_samples
-
-    def check(count: int, steps: int) -> float:
-        return _timed(
-            device,
-            empirical_error,
-            target,
-            operators,
-            options.radius,
-            samples=count,
-            ascent_steps=steps,
-            device=device,
-        )
-
-    check(8, 2)  # warm-up: the first call pays for lazy initializations (autograd, kernels)
-    # a tenth of the points and of the ascent steps, times ten (the landmark points, a fixed
-    # cost, are counted ten times: a slight overestimate); much shorter runs misled, as the
-    # cost of a call on a few points is mostly latency
-    empirical = REPORT_FRACTION * check(
-        max(1, samples // REPORT_FRACTION), max(1, ASCENT_STEPS // REPORT_FRACTION)
-    )
-    norms = 0.0
-    for layer in target.layers:
-        norms += _timed(device, layer.kind.operator_norm, layer.weight)
-        doubled = torch.cat([layer.weight, layer.weight], dim=1)
-        norms += _timed(device, layer.kind.operator_norm, doubled)
-    return empirical + norms
 
 
 # -------------------------------------------------------------------------------- plan
@@ -519,92 +238,130 @@ def plan(
     check_random_params(
         layer_sizes(target), max(opts.max_random_params, BEYOND_PARAMS), opts.construction
     )
+    baseline = estimate.process_bytes()  # before any sample: what a pruning process starts at
     device = resolve_device(opts.device)
     solver = make_solver(opts.method)
-    depth = len(target.layers)
-    layers = []
-    for i, (layer, planned) in enumerate(zip(target.layers, sizes(target, opts), strict=True)):
-        tolerance = planned.tolerance
-        target_params = layer.weight.numel() + (0 if layer.bias is None else layer.bias.numel())
-        paper_n = (
-            theory.paper_neurons_per_input(
-                C_AMP, depth, layer.d_in, layer.d_out, opts.epsilon, opts.density
-            )
-            if 0 < opts.density < 1
-            else math.inf
+    planned = sizes(target, opts)
+    sizing = time.perf_counter() - started
+    workers = opts.threads or available_cores()
+    layers = [
+        _layer_preview(target, i, size, opts, calibrate, device, solver, workers)
+        for i, size in enumerate(planned)
+    ]
+    timed = calibrate and all(layer.seconds is not None for layer in layers)
+    costs = None
+    if timed:
+        certificate = estimate.certificate_seconds(target, device)
+        costs = dict(
+            sizing_seconds=sizing,
+            certificate_seconds=certificate,
+            round_seconds=certificate + sum(layer.round_seconds for layer in layers),
+            report_seconds=certificate
+            + sum(layer.regenerate_seconds for layer in layers)
+            + estimate.empirical_seconds(target, opts, device),
         )
-        common = dict(
-            index=i + 1,
-            shape=_shape(layer),
-            tolerance=tolerance,
-            instances=instance_count(layer),
-            target_params=target_params,
-            paper_n=paper_n,
-        )
-        if not planned.found:
-            beyond = plan_layer(layer, opts.density, tolerance, max_params=BEYOND_PARAMS)
-            layers.append(
-                LayerPreview(
-                    **common,
-                    n=None,
-                    k=None,
-                    random_params=None,
-                    expected_density=None,
-                    seconds=None,
-                    memory_bytes=None,
-                    transient_bytes=None,
-                    needed_n=None if beyond is None else beyond[0],
-                    needed_params=None if beyond is None else random_params(layer, beyond[0]),
-                )
-            )
-            continue
-        n, k = planned.n, planned.k
-        params = random_params(layer, n)
-        calibration = (
-            calibrate_layer(layer, i, n, k, tolerance, seed=opts.seed, device=device, solver=solver)
-            if calibrate
-            else None
-        )
-        kept, transient = layer_memory(
-            layer, n, None if calibration is None else calibration.widths, k=k
-        )
-        layers.append(
-            LayerPreview(
-                **common,
-                n=n,
-                k=k,
-                random_params=params,
-                expected_density=expected_kept(layer, n, k) / params,
-                seconds=None if calibration is None else calibration.seconds,
-                memory_bytes=kept,
-                transient_bytes=transient,
-                sample=0 if calibration is None else calibration.sample,
-                per_instance_seconds=None if calibration is None else calibration.per_instance,
-                note="" if calibration is None else calibration.note,
-            )
-        )
-    report = report_seconds(target, opts, device) if calibrate else None
-    available, what = _memory_limit(device)
     return _finish(
-        layers, opts, target, device, report, available, what, time.perf_counter() - started
+        [layer.preview for layer in layers], opts, target, device, costs, baseline, started
     )
 
 
-def _finish(layers, opts, target, device, report, available, what, seconds_taken) -> Plan:
+@dataclass(frozen=True)
+class _Planned:
+    """A layer's preview and the times that only the whole plan uses."""
+
+    preview: LayerPreview
+    round_seconds: float = 0.0  # per search round: its operator and density
+    regenerate_seconds: float = 0.0  # the report's regeneration of its pair
+
+    @property
+    def seconds(self) -> float | None:
+        return self.preview.seconds
+
+
+def _layer_preview(
+    target: Target, i: int, size: LayerPlan, opts, calibrate, device, solver, workers
+) -> _Planned:
+    """One layer's row of the plan: its sizes, and the estimates when ``calibrate``."""
+    layer, depth, tolerance = target.layers[i], len(target.layers), size.tolerance
+    target_params = layer.weight.numel() + (0 if layer.bias is None else layer.bias.numel())
+    paper_n = (
+        theory.paper_neurons_per_input(
+            C_AMP, depth, layer.d_in, layer.d_out, opts.epsilon, opts.density
+        )
+        if 0 < opts.density < 1
+        else math.inf
+    )
+    common = dict(
+        index=i + 1,
+        shape=_shape(layer),
+        tolerance=tolerance,
+        instances=instance_count(layer),
+        target_params=target_params,
+        paper_n=paper_n,
+    )
+    if not size.found:
+        beyond = plan_layer(layer, opts.density, tolerance, max_params=BEYOND_PARAMS)
+        return _Planned(
+            LayerPreview(
+                **common,
+                n=None,
+                k=None,
+                random_params=None,
+                expected_density=None,
+                seconds=None,
+                memory_bytes=None,
+                transient_bytes=None,
+                needed_n=None if beyond is None else beyond[0],
+                needed_params=None if beyond is None else random_params(layer, beyond[0]),
+            )
+        )
+    n, k = size.n, size.k
+    params = random_params(layer, n)
+    kept, transient = estimate.layer_memory(layer, n, k, workers)
+    preview = LayerPreview(
+        **common,
+        n=n,
+        k=k,
+        random_params=params,
+        expected_density=expected_kept(layer, n, k) / params,
+        seconds=None,
+        memory_bytes=kept,
+        transient_bytes=transient,
+    )
+    if not calibrate:
+        return _Planned(preview)
+    cost = estimate.time_layer(
+        layer, i, n, k, tolerance, seed=opts.seed, device=device, solver=solver, workers=workers
+    )
+    steps = estimate.refine_steps(layer, n, opts.density) if cost.refinable else 0
+    return _Planned(
+        dataclasses.replace(
+            preview,
+            seconds=cost.first_round,
+            sample=cost.sample,
+            per_instance_seconds=cost.per_instance,
+            refine_steps=steps,
+            refine_step_seconds=cost.solve + cost.bookkeeping if steps else None,
+            note=cost.note,
+        ),
+        round_seconds=cost.bookkeeping,
+        regenerate_seconds=cost.regenerate,
+    )
+
+
+def _finish(layers, opts, target, device, costs, baseline, started) -> Plan:
     """The plan with its totals and warnings."""
-    planned = [layer for layer in layers if layer.n is not None]
-    complete = len(planned) == len(layers)
-    timed = complete and all(layer.seconds is not None for layer in layers)
+    complete = all(layer.n is not None for layer in layers)
     memory = grown = None
     if complete:
-        memory = (
-            SEARCH_OVERHEAD
-            + sum(layer.memory_bytes for layer in layers)
-            + max(layer.transient_bytes for layer in layers)
+        memory = estimate.SEARCH_OVERHEAD + estimate.peak_memory(
+            [(layer.memory_bytes, layer.transient_bytes) for layer in layers],
+            estimate.report_memory(target, opts.empirical_samples),
         )
         # a grown layer is solved while the best candidate still holds its old solution
         grown = memory + int(BLOCK_GROWTH * max(layer.memory_bytes for layer in layers))
-    process = _process_bytes()
+    available, what = estimate.memory_limit(device)
+    timed = costs is not None and complete
     plan_ = Plan(
         layers=tuple(layers),
         epsilon=opts.epsilon,
@@ -614,15 +371,16 @@ def _finish(layers, opts, target, device, report, available, what, seconds_taken
         solver=opts.method if isinstance(opts.method, str) else repr(opts.method),
         widths=target.widths,
         seconds=sum(layer.seconds for layer in layers) if timed else None,
-        report_seconds=report,
+        report_seconds=costs["report_seconds"] if timed else None,
         memory_bytes=memory,
         memory_grown_bytes=grown,
-        process_bytes=process,
+        process_bytes=baseline,
         available_bytes=available,
         available_what=what,
-        planning_seconds=seconds_taken,
+        planning_seconds=time.perf_counter() - started,
+        **({k: v for k, v in costs.items() if k != "report_seconds"} if timed else {}),
     )
-    return Plan(**{**plan_.__dict__, "warnings": tuple(_warnings(plan_, opts))})
+    return dataclasses.replace(plan_, warnings=tuple(_warnings(plan_, opts)))
 
 
 def _warnings(plan_: Plan, opts: PruneOptions) -> list[str]:
@@ -653,8 +411,8 @@ def _warnings(plan_: Plan, opts: PruneOptions) -> list[str]:
             f"{plan_.device}"
         )
     if plan_.memory_bytes is not None and plan_.available_bytes is not None:
-        base = plan_.process_bytes if plan_.device == "cpu" else 0
-        need, grown = plan_.memory_bytes + base, plan_.memory_grown_bytes + base
+        need = plan_.peak_bytes
+        grown = need + plan_.memory_grown_bytes - plan_.memory_bytes
         if need > plan_.available_bytes:
             found.append(
                 f"the estimated peak memory, {_bytes(need)}, exceeds the "
@@ -674,7 +432,8 @@ def _warnings(plan_: Plan, opts: PruneOptions) -> list[str]:
 def _bytes(count: float) -> str:
     for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if count >= size:
-            return f"{count / size:.3g} {unit}"
+            value = count / size
+            return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"
     return f"{int(count)} B"
 
 
@@ -741,22 +500,25 @@ def _format(plan_: Plan) -> str:
     )
     if plan_.seconds is not None:
         sample = sum(layer.sample for layer in plan_.layers)
-        low, high = LATER_ROUNDS
-        low_total, high_total = plan_.total_seconds
+        low, high = plan_.total_seconds
+        refined = sum(1 for layer in plan_.layers if layer.refine_steps)
         lines.append(
-            f"time: ESTIMATES on {plan_.device}. First round (draw, lay out and solve every "
-            f"instance once) {_duration(plan_.seconds)}: {sample:,} instances of the layers' "
-            "own random networks were solved here, and the time extrapolated linearly in the "
-            f"number of instances. Report (certificate, empirical check) "
-            f"{_duration(plan_.report_seconds)}, timed on a stand-in ticket. Whole prune: "
-            f"{_duration(low_total)} to {_duration(high_total)} (later rounds took "
-            f"{low:g}–{high:g}× the first in our measurements); a busy machine is slower."
+            f"time: ESTIMATES on {plan_.device}, whole prune about "
+            f"{_duration(plan_.expected_seconds)} ({_duration(low)} to {_duration(high)}). "
+            f"First round (draw, lay out and solve every instance once) "
+            f"{_duration(plan_.seconds)}: {sample:,} instances of sample layers were solved "
+            "here with the prune's own code and threads, and the time scaled by the number of "
+            f"instances. Sizing {_duration(plan_.sizing_seconds)}; certificate "
+            f"{_duration(plan_.certificate_seconds)} per round; refine on {refined} "
+            f"layer{'s' if refined != 1 else ''}; report (certificate, empirical check) "
+            f"{_duration(plan_.report_seconds)}. The range: refine stopping at once or trying "
+            "every step, and a second round of re-solves; a busier machine is slower."
         )
     if plan_.memory_bytes is not None:
         where = (
             f"on {plan_.device} (the host also holds the random V and the CUDA runtime)"
             if plan_.device.startswith("cuda")
-            else f"on top of this process's {_bytes(plan_.process_bytes)}"
+            else f"{_bytes(plan_.peak_bytes)} with this process's {_bytes(plan_.process_bytes)}"
         )
         room = (
             f"{_bytes(plan_.available_bytes)} of {plan_.available_what}"
@@ -764,11 +526,11 @@ def _format(plan_: Plan) -> str:
             else "the machine's memory is unknown"
         )
         lines.append(
-            f"memory: an ESTIMATE of the prune's peak, {_bytes(plan_.memory_bytes)} at these "
-            f"sizes, up to {_bytes(plan_.memory_grown_bytes)} if the search grows the largest "
-            "layer (a formula: each layer's random V as float32, its instances as float64 with "
-            "bool masks, its operators, plus the largest temporary and a fixed overhead), "
-            f"{where}; {room}."
+            f"memory: an ESTIMATE of the prune's peak, {_bytes(plan_.memory_bytes)} of tensors "
+            f"at these sizes ({where}), up to {_bytes(plan_.memory_grown_bytes)} if the "
+            "search grows the largest layer (byte counts of the search's storage: each "
+            "layer's picks, random V and masks, kept; the layer being solved, its laid-out "
+            f"instances and the solver's temporaries; a fixed overhead); {room}."
         )
     for layer in plan_.layers:
         if layer.note:
@@ -779,4 +541,4 @@ def _format(plan_: Plan) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["LayerPreview", "Plan", "calibrate_layer", "layer_memory", "plan"]
+__all__ = ["LayerPreview", "Plan", "plan"]
