@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import torch
 
 from sslth.certify import PairOperator, empirical_batch, empirical_error, masked_pair_operator
-from sslth.construct import PairSpec, layer_seed
+from sslth.construct import PairSpec
 from sslth.device import available_cores, intra_op_threads
 from sslth.search.layer import (
     chunk_bytes,
@@ -113,6 +113,20 @@ def _sample_layer(
     return TargetLayer(weight, bias, layer.kind)
 
 
+def _sample_of(layer: TargetLayer, instances: int, seed: int) -> TargetLayer:
+    """A sample layer of about ``instances`` instances: random inputs, over at least
+    ``SAMPLE_BLOCKS`` of them where the layer has them (the solver batches instances by their
+    block's width: a few blocks would batch worse than the whole layer), and fewer outputs if
+    need be; the whole layer, as the prune draws it, where it is no larger."""
+    per_output = 2 * layer.kind.taps
+    blocks = min(layer.d_in, max(SAMPLE_BLOCKS, instances // (per_output * layer.d_out)))
+    outputs = min(layer.d_out, max(1, math.ceil(instances / (per_output * blocks))))
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.randperm(layer.d_in, generator=generator)[:blocks].sort().values
+    sample = _sample_layer(layer, inputs, outputs)
+    return layer if instance_count(sample) >= instance_count(layer) else sample
+
+
 def _parallel_gain(layer: TargetLayer, sample: TargetLayer, n: int, device, workers: int) -> float:
     """How much faster ``workers`` threads solve the whole layer than the sample's threads
     (two at most) solved the sample: the solve shares chunks of consecutive blocks among the
@@ -162,38 +176,18 @@ def time_layer(
     if sample_instances is None:
         sample_instances = SAMPLE_INSTANCES["cuda" if device.type == "cuda" else "cpu"]
     instances = instance_count(layer)
-    # the sample spreads over many blocks (the solver batches instances by their block's
-    # width: a few blocks would batch worse than the whole layer) and fewer outputs if need be
-    blocks = min(
-        layer.d_in, max(SAMPLE_BLOCKS, sample_instances // (2 * layer.d_out * layer.kind.taps))
-    )
-    outputs = min(layer.d_out, max(1, math.ceil(sample_instances / (2 * blocks * layer.kind.taps))))
-    generator = torch.Generator().manual_seed(seed % (2**31) + 7 * index + 1)
-    inputs = torch.randperm(layer.d_in, generator=generator)[:blocks].sort().values
-    if instance_count(_sample_layer(layer, inputs, outputs)) >= instances:
-        inputs, outputs = torch.arange(layer.d_in), None  # the whole layer, as the prune draws it
-    sample = _sample_layer(layer, inputs, outputs)
+    sample = _sample_of(layer, sample_instances, seed % (2**31) + 7 * index + 1)
 
     def solve(part: TargetLayer, threads: int):
-        spec = PairSpec(
-            part.d_in, part.d_out, n, part.bias is not None, layer_seed(seed, index), part.kind
-        )
+        spec = PairSpec.for_layer(part, n, seed, index)
         return _timed(
-            device,
-            solve_layer,
-            spec,
-            part,
-            k,
-            tolerance,
-            index=index,
-            device=device,
-            solver=solver,
-            workers=threads,
-        )
+            device, solve_layer, spec, part, k, tolerance, index=index, device=device,
+            solver=solver, workers=threads,
+        )  # fmt: skip
 
     with intra_op_threads(1):
         # the first call pays what a process and a k pay once: timed on a one-weight layer
-        tiny = _sample_layer(layer, inputs[:1], outputs=1)
+        tiny = _sample_layer(sample, torch.arange(1), outputs=1)
         first, _ = solve(tiny, 1)
         seconds, solution = solve(sample, min(workers, 2))
         solved = instance_count(sample)

@@ -455,6 +455,46 @@ def _count(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def _estimate_lines(plan_: Plan) -> list[str]:
+    """The table's notes on the time and memory estimates (none where not estimated)."""
+    lines = []
+    if plan_.seconds is not None:
+        sample = sum(layer.sample for layer in plan_.layers)
+        low, high = plan_.total_seconds
+        refined = sum(1 for layer in plan_.layers if layer.refine_steps)
+        lines.append(
+            f"time: ESTIMATES on {plan_.device}, whole prune about "
+            f"{_duration(plan_.expected_seconds)} ({_duration(low)} to {_duration(high)}). "
+            f"First round (draw, lay out and solve every instance once) "
+            f"{_duration(plan_.seconds)}: {sample:,} instances of sample layers were solved "
+            "here with the prune's own code and threads, and the time scaled by the number of "
+            f"instances. Sizing {_duration(plan_.sizing_seconds)}; certificate "
+            f"{_duration(plan_.certificate_seconds)} per round; refine on {refined} "
+            f"layer{'s' if refined != 1 else ''}; report (certificate, empirical check) "
+            f"{_duration(plan_.report_seconds)}. The range: refine stopping at once or trying "
+            "every step, and a second round of re-solves; a busier machine is slower."
+        )
+    if plan_.memory_bytes is not None:
+        where = (
+            f"on {plan_.device} (the host also holds the random V and the CUDA runtime)"
+            if plan_.device.startswith("cuda")
+            else f"{_bytes(plan_.peak_bytes)} with this process's {_bytes(plan_.process_bytes)}"
+        )
+        room = (
+            f"{_bytes(plan_.available_bytes)} of {plan_.available_what}"
+            if plan_.available_bytes is not None
+            else "the machine's memory is unknown"
+        )
+        lines.append(
+            f"memory: an ESTIMATE of the prune's peak, {_bytes(plan_.memory_bytes)} of tensors "
+            f"at these sizes ({where}), up to {_bytes(plan_.memory_grown_bytes)} if the "
+            "search grows the largest layer (byte counts of the search's storage: each "
+            "layer's picks, random V and masks, kept; the layer being solved, its laid-out "
+            f"instances and the solver's temporaries; a fixed overhead); {room}."
+        )
+    return lines
+
+
 def _format(plan_: Plan) -> str:
     widths = "-".join(map(str, plan_.widths))
     lines = [
@@ -498,40 +538,7 @@ def _format(plan_: Plan) -> str:
         f"c_amp·log2²(2·l·d_in·d_out/ε)/H2(γ) with c_amp = {C_AMP} fitted to our runs "
         "(docs/reproducing.md)."
     )
-    if plan_.seconds is not None:
-        sample = sum(layer.sample for layer in plan_.layers)
-        low, high = plan_.total_seconds
-        refined = sum(1 for layer in plan_.layers if layer.refine_steps)
-        lines.append(
-            f"time: ESTIMATES on {plan_.device}, whole prune about "
-            f"{_duration(plan_.expected_seconds)} ({_duration(low)} to {_duration(high)}). "
-            f"First round (draw, lay out and solve every instance once) "
-            f"{_duration(plan_.seconds)}: {sample:,} instances of sample layers were solved "
-            "here with the prune's own code and threads, and the time scaled by the number of "
-            f"instances. Sizing {_duration(plan_.sizing_seconds)}; certificate "
-            f"{_duration(plan_.certificate_seconds)} per round; refine on {refined} "
-            f"layer{'s' if refined != 1 else ''}; report (certificate, empirical check) "
-            f"{_duration(plan_.report_seconds)}. The range: refine stopping at once or trying "
-            "every step, and a second round of re-solves; a busier machine is slower."
-        )
-    if plan_.memory_bytes is not None:
-        where = (
-            f"on {plan_.device} (the host also holds the random V and the CUDA runtime)"
-            if plan_.device.startswith("cuda")
-            else f"{_bytes(plan_.peak_bytes)} with this process's {_bytes(plan_.process_bytes)}"
-        )
-        room = (
-            f"{_bytes(plan_.available_bytes)} of {plan_.available_what}"
-            if plan_.available_bytes is not None
-            else "the machine's memory is unknown"
-        )
-        lines.append(
-            f"memory: an ESTIMATE of the prune's peak, {_bytes(plan_.memory_bytes)} of tensors "
-            f"at these sizes ({where}), up to {_bytes(plan_.memory_grown_bytes)} if the "
-            "search grows the largest layer (byte counts of the search's storage: each "
-            "layer's picks, random V and masks, kept; the layer being solved, its laid-out "
-            f"instances and the solver's temporaries; a fixed overhead); {room}."
-        )
+    lines += _estimate_lines(plan_)
     for layer in plan_.layers:
         if layer.note:
             lines.append(f"note: layer {layer.index}: {layer.note}")
