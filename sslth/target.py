@@ -22,7 +22,7 @@ from sslth.errors import TargetError, UnsupportedTargetError
 from sslth.graph import check_graph, graph_network, run_graph
 from sslth.kinds import DENSE, LAYER_MODULES, LayerKind, has_convolution, kind_of_module
 from sslth.modules import effective_parameter, global_hook_problem, module_problem
-from sslth.ops import FLATTEN, RELU, SUPPORTED_OPS, Op, op_of_module
+from sslth.ops import RELU, SUPPORTED_OPS, Op, op_of_module
 from sslth.sizes import check_example_size
 
 _LAYERS = LAYER_MODULES
@@ -95,10 +95,6 @@ class Target:
             except ValueError as error:
                 raise TargetError(str(error)) from None
         check_example_size(self)
-
-    @property
-    def flatten_input(self) -> bool:
-        return any(op.name == FLATTEN for op in self.ops[0])
 
     @property
     def input_size(self) -> int:
@@ -188,30 +184,6 @@ class Target:
                 first, second = pairs[index]
                 modules += [first, nn.ReLU(), second]
         return nn.Sequential(*modules)
-
-    def to_module(self) -> nn.Module:
-        """A float64 ``nn.Sequential`` that computes this target (a fresh copy; a
-        :class:`~sslth.graph.GraphNetwork` for a graph target)."""
-        if self.graph:
-            return graph_network(self, [[_layer_module(layer)] for layer in self.layers])
-        modules: list[nn.Module] = []
-        for index in range(len(self.layers) + 1):
-            modules += [op.module() for op in self.ops[index]]
-            if index == len(self.layers):
-                break
-            modules.append(_layer_module(self.layers[index]))
-        return nn.Sequential(*modules)
-
-
-def _layer_module(layer: TargetLayer) -> nn.Module:
-    """A float64 ``nn.Linear`` / ``nn.Conv2d`` holding a copy of ``layer``."""
-    has_bias = layer.bias is not None
-    module = layer.kind.layer_module(layer.d_in, layer.d_out, has_bias).double()
-    with torch.no_grad():
-        module.weight.copy_(layer.weight)
-        if has_bias:
-            module.bias.copy_(layer.bias)
-    return module
 
 
 def chain_of(nodes: tuple, layers: tuple[TargetLayer, ...], input_shape) -> Target | None:

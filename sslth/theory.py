@@ -89,18 +89,6 @@ def _single_cdf(x: float, distribution: str) -> float:
     return 0.5 + math.copysign(half, x)
 
 
-def poisson_lambda(n: float, k: int, delta: float, z: float, distribution: str = PRODUCT) -> float:
-    """Expected number of k-subsets of n candidates whose sum is within δ of z."""
-    return math.exp(log_binomial(n, k)) * 2.0 * delta * sum_density(k, z, distribution)
-
-
-def success_probability(
-    n: float, k: int, delta: float, z: float, distribution: str = PRODUCT
-) -> float:
-    """Poisson prediction 1 − exp(−λ) that some k-subset is within δ of z."""
-    return -math.expm1(-poisson_lambda(n, k, delta, z, distribution))
-
-
 def theorem2_ratio(n: int, k: int, delta: float) -> float:
     """x = n·H2(k/n) / log2(k/δ): Theorem 2 asks for x >= c_hyp."""
     return n * binary_entropy(k / n) / math.log2(k / delta)

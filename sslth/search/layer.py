@@ -432,11 +432,6 @@ class LayerSolution:
         errors = self.errors()
         return float((errors >= self.tolerance).sum()) / max(errors.numel(), 1)
 
-    def _neurons(self, picks: SignPicks) -> torch.Tensor:
-        """(rows, blocks, k) absolute hidden index of each pick (−1 where none)."""
-        offsets = torch.tensor(self.spec.block_offsets[: picks.exists.shape[1]])
-        return torch.where(picks.positions >= 0, picks.positions + offsets[None, :, None], -1)
-
     def _picked(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per sign, the picks as flat (row, hidden neuron, V entry) tensors."""
         if "picked" not in self._cache:
