@@ -1,7 +1,6 @@
 """sslth: sparse strong lottery tickets with a certified error and a chosen density."""
 
-__version__ = "0.2.0"
-
+from sslth._version import __version__
 from sslth.certify import empirical_error  # noqa: E402
 from sslth.construct import construct  # noqa: E402
 from sslth.errors import (  # noqa: E402

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-import sslth
+from sslth._version import __version__
 from sslth.errors import ConfigError, TargetError
 from sslth.options import from_mapping, option
 from sslth.search.options import PruneOptions
@@ -598,7 +598,7 @@ def run_key(target: Target, options: PruneOptions) -> dict[str, Any]:
     and the sslth version. Two runs with the same key give the same ticket."""
     settings = options.settings()
     settings.pop("progress")
-    return {"target": target.digest(), "prune": settings, "sslth": sslth.__version__}
+    return {"target": target.digest(), "prune": settings, "sslth": __version__}
 
 
 def run_name(config: Config, target: Target, options: PruneOptions) -> str:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-import sslth
+from sslth._version import __version__
 from sslth.certify import Certificate, PairOperator
 from sslth.construct import PairSpec, input_of_neuron
 from sslth.target import Target
@@ -127,7 +127,7 @@ class Report:
 
 def versions() -> dict[str, str]:
     return {
-        "sslth": sslth.__version__,
+        "sslth": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
     }

@@ -447,3 +447,20 @@ def test_a_request_no_ticket_meets_prints_the_best_report(tmp_path, capsys):
     err = captured.err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("sslth: no ticket met ε = 0.001")
     assert not (tmp_path / "o").exists()  # nothing is written for a failed request
+
+
+def test_one_version_source(capsys):
+    """pyproject reads the version from sslth/_version.py (statically), and the package, the
+    reports, the run keys and ``sslth --version`` all show that one."""
+    from setuptools.config.pyprojecttoml import read_configuration
+
+    from sslth import report
+    from sslth.config import run_key
+
+    packaged = read_configuration(ROOT / "pyproject.toml")["project"]["version"]
+    assert packaged == sslth.__version__ == report.versions()["sslth"]
+    target = sslth.as_target(random_target([3, 2], seed=0))
+    assert run_key(target, sslth.PruneOptions(0.1, 0.5))["sslth"] == packaged
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"sslth {packaged}"
