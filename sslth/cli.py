@@ -22,7 +22,7 @@ from sslth.certify import recomputation_tolerance
 from sslth.config import load_config, load_target, random_target, run_name, settings
 from sslth.device import resolve_device
 from sslth.errors import ConfigError, SslthError, TicketNotFound
-from sslth.options import add_arguments, overrides
+from sslth.fields import add_arguments, overrides
 from sslth.search.options import PruneOptions
 from sslth.search.preview import plan
 

@@ -35,7 +35,7 @@ from torch import nn
 
 from sslth._version import __version__
 from sslth.errors import ConfigError, TargetError
-from sslth.options import from_mapping, option
+from sslth.fields import from_mapping, option
 from sslth.search.options import PruneOptions
 from sslth.sizes import check_random_params
 from sslth.target import Target, as_target

@@ -420,7 +420,7 @@ def test_bad_layers_exit_2_naming_the_entry(tmp_path, capsys, layers, message):
 
 def test_random_layers_target_equals_its_widths():
     from sslth.config import TargetConfig, build_target
-    from sslth.options import from_mapping
+    from sslth.fields import from_mapping
 
     def digest(table):
         model = build_target(from_mapping(TargetConfig, table))

@@ -15,7 +15,7 @@ from sslth.certify import _ball_points, pair_operator
 from sslth.config import random_target
 from sslth.construct import PairSpec, construct, specs_for
 from sslth.masks import PairMasks, plain_copy
-from sslth.search.plan import expected_kept, plan_layer, random_params
+from sslth.search.sizing import expected_kept, plan_layer, random_params
 from sslth.target import as_target
 from sslth.ticket import Ticket
 from tests.conftest import first_fast

@@ -48,7 +48,7 @@ def test_plan_gives_the_sizes_the_search_starts_from(target, epsilon, density, o
         resolve_device("cpu"),
         make_solver("auto"),
     )
-    expected = search.plan()
+    expected = search.choose_sizes()
     assert [(p.n, p.k) for p in planned.layers] == [(e.n, e.k) for e in expected]
     assert [p.tolerance for p in planned.layers] == [e.tolerance for e in expected]
     assert planned.within_limits and planned.seconds is None

@@ -20,7 +20,7 @@ from sslth.device import resolve_device
 from sslth.search import _ticket, loop
 from sslth.search.layer import LayerSolution, solve_layer
 from sslth.search.options import PruneOptions
-from sslth.search.plan import (
+from sslth.search.sizing import (
     MAX_PICKS,
     SAFETY,
     choose_k,
@@ -326,7 +326,7 @@ def test_refine_returns_a_certified_candidate():
     search = loop.Search(
         sslth.as_target(target), options, resolve_device("cpu"), make_solver(options.method)
     )
-    search.plan()
+    search.choose_sizes()
     first = search.run()
     assert first.meets_epsilon and first.meets_density
     refined = search.refine()

@@ -378,7 +378,7 @@ def test_a_block_without_k_neurons_of_a_sign_makes_the_search_grow_it(monkeypatc
     """The planner's n can draw a block with fewer than k neurons of a sign (for a 1→4 target
     at radius 1e-3 about 1 seed in 100 did, and raised "impossible k"). Here the plan is forced
     to n = 1, where 2-neuron blocks miss a sign half the time: those blocks must grow."""
-    import sslth.search.plan as planner
+    import sslth.search.sizing as planner
 
     real_plan = planner.plan_layer
     calls = []

@@ -14,13 +14,13 @@ from typing import Any, TypeVar
 from tqdm.auto import tqdm
 
 from sslth.errors import ConfigError
-from sslth.options import from_mapping
+from sslth.fields import from_mapping
 
 C = TypeVar("C")
 
 
 def load_config(path: str | os.PathLike, cls: type[C]) -> C:
-    """Read a TOML file into the config dataclass ``cls`` (see :func:`sslth.options.from_mapping`;
+    """Read a TOML file into the config dataclass ``cls`` (see :func:`sslth.fields.from_mapping`;
     ``cls.validate()`` does the range checks)."""
     path = Path(path)
     if not path.is_file():

@@ -1,8 +1,8 @@
 """The planner of the l+1 construction: per-layer tolerances, copies ρ and picks k.
 
-It is the planner of the 2l construction (:mod:`sslth.search.plan`) applied to the l+1
+It is the planner of the 2l construction (:mod:`sslth.search.sizing`) applied to the l+1
 instances. Layer 1 *is* a 2l pair whose target is C_1 W_1 (every row copied ρ_1 times), so its
-(ρ_0, k_1) come from :func:`sslth.search.plan.plan_layer` unchanged. A layer t ≥ 2 has one
+(ρ_0, k_1) come from :func:`sslth.search.sizing.plan_layer` unchanged. A layer t ≥ 2 has one
 instance per copy row and input, over the ρ_{t−1} Uniform[−1, 1] weights of that input's copies:
 the same Poisson heuristic with the uniform candidate distribution (no sign split), and k at
 most 0.98 · density · ρ_{t−1} (the layer keeps k of every ρ_{t−1} weights).
@@ -23,7 +23,7 @@ from functools import lru_cache
 from sslth import theory
 from sslth.kinds import spectral_norm
 from sslth.lplus1.layout import copy_rows
-from sslth.search.plan import (
+from sslth.search.sizing import (
     MAX_PICKS,
     SAFETY,
     layer_radii,

@@ -21,7 +21,7 @@ from sslth.lplus1.solve import LayerPicks, TooFewCandidates, solve_layer
 from sslth.lplus1.ticket import LPlus1Ticket
 from sslth.ops import RELU
 from sslth.rounding import DTYPES
-from sslth.search.plan import SAFETY
+from sslth.search.sizing import SAFETY
 from sslth.target import Target
 from sslth.verdicts import measured_density, meets_density, meets_epsilon
 

@@ -3,7 +3,7 @@
 The search reads as its steps (docs/design.md, "The search"):
 
 1. **options** (:mod:`sslth.search.options`): one dataclass, validated;
-2. **plan** (:mod:`sslth.search.plan`): per-layer tolerance, n and k, without solving;
+2. **sizes** (:mod:`sslth.search.sizing`): per-layer tolerance, n and k, without solving;
 3. **solve rounds** (:mod:`sslth.search.loop`): solve, certify from the achieved errors, and
    apply one policy (trade a pick, repair, grow, tighten) until ε and the density are met;
 4. **refine** (:mod:`sslth.search.refine`): shrink n of the small layers;
@@ -19,12 +19,12 @@ from tqdm.auto import tqdm
 
 from sslth.device import intra_op_threads, resolve_device
 from sslth.errors import TicketNotFound
-from sslth.options import describe
+from sslth.fields import describe
 from sslth.progress import Progress
 from sslth.rounding import DTYPES
 from sslth.search.loop import Candidate, Search
 from sslth.search.options import PruneOptions, as_options
-from sslth.search.plan import SAFETY
+from sslth.search.sizing import SAFETY
 from sslth.sizes import check_random_params, layer_sizes
 from sslth.subset_sum import make_solver
 from sslth.target import as_target
@@ -46,7 +46,7 @@ def prune(target, epsilon: float | PruneOptions, density: float | None = None, *
         # the bar's ticker thread stops however the search ends (an error included)
         with Progress(options.progress, "sslth: solving") as progress:
             search = Search(target, options, device, solver, progress)
-            search.plan()
+            search.choose_sizes()
             best = search.run()
             if options.refine and search.fixed_n is None:
                 if best.meets_epsilon and best.meets_density:

@@ -55,8 +55,8 @@ from sslth.search.layer import (
     solve_layer,
 )
 from sslth.search.options import PruneOptions
-from sslth.search.plan import choose_k, instance_count
 from sslth.search.refine import REFINE_MAX_INSTANCES, REFINE_STEPS, SHRINK
+from sslth.search.sizing import choose_k, instance_count
 from sslth.target import Target, TargetLayer
 
 # instances of a layer's sample: enough that a solver call is batched as in the prune (a GPU

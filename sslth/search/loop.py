@@ -31,8 +31,8 @@ from sslth.progress import Progress
 from sslth.rounding import DTYPES, arithmetic_of
 from sslth.search.layer import BlockTooSmall, LayerSolution, repair, solve_layer, tighten
 from sslth.search.options import PruneOptions
-from sslth.search.plan import SAFETY, LayerPlan, sizes
 from sslth.search.refine import refinable, smaller_sizes
+from sslth.search.sizing import SAFETY, LayerPlan, sizes
 from sslth.target import Target
 from sslth.verdicts import measured_density, meets_density, meets_epsilon
 
@@ -124,8 +124,8 @@ class Search:
         self.progress = progress if progress is not None else Progress(False, "")
 
     # ---------------------------------------------------------------- plan
-    def plan(self) -> list[LayerPlan]:
-        """Choose each layer's n, k and tolerance (:func:`sslth.search.plan.sizes`).
+    def choose_sizes(self) -> list[LayerPlan]:
+        """Choose each layer's n, k and tolerance (:func:`sslth.search.sizing.sizes`).
 
         Raises:
             TicketNotFound: no random network within ``max_random_params`` is predicted to

@@ -9,7 +9,7 @@ from typing import Any
 
 from sslth.construct import SEED_LIMIT
 from sslth.errors import ConfigError
-from sslth.options import check_positive, check_value, option
+from sslth.fields import check_positive, check_value, option
 from sslth.rounding import DTYPES
 from sslth.subset_sum import SOLVERS, Solver
 

@@ -2,7 +2,7 @@
 
 For a target and (ε, density) it gives, per layer and without solving the layer, what
 :func:`sslth.prune` starts from: the sizes n and k and the tolerance of the planner
-(:mod:`sslth.search.plan`, the same pure functions the search calls), the number of subset-sum
+(:mod:`sslth.search.sizing`, the same pure functions the search calls), the number of subset-sum
 instances, the random network's size m and m/m_t, the predicted density, and Eq. 29's n with the
 constant fitted to our runs. Beside them, **estimates** of time and peak memory on this device
 (:mod:`sslth.search.estimate`: how they are made, what is timed and what is modelled).
@@ -24,7 +24,7 @@ from sslth.errors import ConfigError
 from sslth.search import estimate
 from sslth.search.layer import BLOCK_GROWTH
 from sslth.search.options import PruneOptions, as_options
-from sslth.search.plan import (
+from sslth.search.sizing import (
     LayerPlan,
     expected_kept,
     instance_count,

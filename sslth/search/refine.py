@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sslth.search.plan import choose_k
+from sslth.search.sizing import choose_k
 from sslth.target import TargetLayer
 
 REFINE_MAX_INSTANCES = 200_000  # larger layers are not refined: a re-solve costs too much
