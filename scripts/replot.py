@@ -2,10 +2,12 @@
 """Redraw the reproduction figures from their CSVs, without rerunning any sweep.
 
     python scripts/replot.py [--csv docs/figures] [--out docs/figures] [theorem2] [theorem3]
+                             [theorem4]
 
-Reads ``theorem2_points.csv`` and ``theorem3_points.csv`` (as ``scripts/reproduce.py`` writes
-them), rebuilds the records with their types, and calls the experiments' own plot functions,
-so a change to a figure's design can be applied to the committed results in seconds.
+Reads ``theorem2_points.csv``, ``theorem3_points.csv`` and ``theorem4_points.csv`` (as
+``scripts/reproduce.py`` writes them), rebuilds the records with their types, and calls the
+experiments' own plot functions, so a change to a figure's design can be applied to the
+committed results in seconds.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sslth.experiments import theorem2, theorem3
+from sslth.experiments import theorem2, theorem3, theorem4
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +34,10 @@ def _bool(text: str) -> bool:
 def _ints(text: str) -> list[int]:
     # write_csv stores lists space-separated
     return [int(v) for v in text.split()]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split()]
 
 
 def _float(text: str) -> float:
@@ -59,6 +65,16 @@ THEOREM2_COLUMNS: dict[str, Callable[[str], Any]] = {
     "seconds": _float,
 }
 
+# the ticket's columns both density sweeps write
+TICKET_COLUMNS: dict[str, Callable[[str], Any]] = {
+    "random_params": int,
+    "target_params": int,
+    "overparameterization": _float,
+    "n": _ints,
+    "k": _ints,
+    "paper_shape": _float,
+}
+
 THEOREM3_COLUMNS: dict[str, Callable[[str], Any]] = {
     "width": int,
     "depth": int,
@@ -70,12 +86,26 @@ THEOREM3_COLUMNS: dict[str, Callable[[str], Any]] = {
     "reason": str,
     "certified_error": _float,
     "achieved_density": _float,
-    "random_params": int,
-    "target_params": int,
-    "overparameterization": _float,
-    "n": _ints,
-    "k": _ints,
-    "paper_shape": _float,
+    **TICKET_COLUMNS,
+}
+
+THEOREM4_COLUMNS: dict[str, Callable[[str], Any]] = {
+    "channels": int,
+    "input_size": int,
+    "bias": _bool,
+    "epsilon": _float,
+    "seed": int,
+    "density": _float,
+    "found": _bool,
+    "seconds": _float,
+    "cpu_seconds": _float,
+    "reason": str,
+    "norm_power": _floats,
+    "certified_error": _float,
+    "empirical_error": _float,
+    "achieved_density": _float,
+    **TICKET_COLUMNS,
+    "mean_n": _float,
 }
 
 
@@ -112,14 +142,9 @@ def theorem2_config(records: list[dict[str, Any]]) -> theorem2.Config:
     )
 
 
-def theorem3_config(records: list[dict[str, Any]]) -> theorem3.Config:
-    return theorem3.Config(
-        widths=_unique(records, "width"),
-        depths=_unique(records, "depth"),
-        epsilons=_unique(records, "epsilon"),
-        seeds=_unique(records, "seed"),
-        densities=_unique(records, "density"),
-    )
+def _config(cls, records: list[dict[str, Any]], **columns: str):
+    """A sweep's config as far as its figure needs it: each field the column's distinct values."""
+    return cls(**{name: _unique(records, column) for name, column in columns.items()})
 
 
 def replot_theorem2(source: Path, out: Path) -> list[str]:
@@ -138,10 +163,45 @@ def replot_theorem3(source: Path, out: Path) -> list[str]:
             raise ValueError("theorem3_points.csv: paper_shape does not match its settings")
     groups = theorem3.aggregate(records)
     c_ratio, _ = theorem3.fit(records)
-    return theorem3._plot(records, groups, c_ratio, out, theorem3_config(records))
+    return theorem3._plot(
+        records,
+        groups,
+        c_ratio,
+        out,
+        _config(
+            theorem3.Config,
+            records,
+            widths="width",
+            depths="depth",
+            epsilons="epsilon",
+            seeds="seed",
+            densities="density",
+        ),
+    )
 
 
-REPLOT = {"theorem2": replot_theorem2, "theorem3": replot_theorem3}
+def replot_theorem4(source: Path, out: Path) -> list[str]:
+    records = read_records(source / "theorem4_points.csv", THEOREM4_COLUMNS)
+    c_ratio, c_amp = theorem4.fit(records)
+    return theorem4._plot(
+        records,
+        c_ratio,
+        c_amp,
+        out,
+        _config(
+            theorem4.Config,
+            records,
+            channels="channels",
+            input_sizes="input_size",
+            biases="bias",
+            epsilons="epsilon",
+            seeds="seed",
+            densities="density",
+        ),
+    )
+
+
+REPLOT = {"theorem2": replot_theorem2, "theorem3": replot_theorem3, "theorem4": replot_theorem4}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -128,3 +129,137 @@ def regime_guides(ax, records: list[Record], gammas) -> None:
     low = min(r["density"] for r in records)
     anchor = statistics.median(r["overparameterization"] for r in records if r["density"] == low)
     ax.plot(gammas, anchor * low / gammas, color="0.45", ls="-.", lw=1.2)
+
+
+@dataclass
+class DensityFigure:
+    """What differs between the Theorem 3 and Theorem 4 figures; :func:`plot_density` draws
+    the rest (two rows, one column per ε, shared axes, the guides, the legend's common part)."""
+
+    name: str  # file name of the figure
+    title: str
+    width: float  # inches
+    x_label: str
+    bottom_label: str  # the bottom row's y label
+    series: list[tuple[Hashable, Hashable]]  # (colour key, style key), in drawing order
+    colour: dict  # colour key -> colour
+    style: dict  # style key -> (marker, line style)
+    dodge: dict  # series -> factor along the γ axis (so that bars do not overlap)
+    member: Callable[[Record, tuple], bool]  # the record belongs to the series
+    bottom: Callable[[Record], float]  # the bottom row's value of a record
+    bottom_guides: list[tuple[float, dict]] = field(default_factory=list)  # (y, line style)
+    handles: list = field(default_factory=list)  # legend entries first (series colours, styles)
+    fit_handles: list = field(default_factory=list)  # legend entries last (the bottom's fit)
+
+
+def _paper_constant(found: list[Record]) -> float | None:
+    """The paper's shape in γ alone, c / H2(γ): one constant over every ticket found."""
+    if not found:
+        return None
+    return math.exp(
+        statistics.mean(
+            math.log(r["overparameterization"] * theory.binary_entropy(r["density"])) for r in found
+        )
+    )
+
+
+def _draw_column(top, bottom, mine, figure: DensityFigure, c_entropy, densities, gammas) -> None:
+    for key in figure.series:
+        rs = [r for r in mine if figure.member(r, key)]
+        gs = sorted({r["density"] for r in rs})
+        if not gs:
+            continue
+        marker, line = figure.style[key[1]]
+        xs = [g * figure.dodge[key] for g in gs]
+        for ax, value in ((top, lambda r: r["overparameterization"]), (bottom, figure.bottom)):
+            groups_at = [[value(r) for r in rs if r["density"] == g] for g in gs]
+            median_bars(ax, xs, groups_at, figure.colour[key[0]], marker, line)
+    regime_guides(top, mine, gammas)
+    if c_entropy is not None:
+        top.plot(gammas, [c_entropy / theory.binary_entropy(g) for g in gammas], "k", lw=1.6)
+    bottom.axhline(1.0, color="black", lw=1.4)
+    for y, line_style in figure.bottom_guides:
+        bottom.axhline(y, **line_style)
+    for ax in (top, bottom):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="major")
+        ax.tick_params(labelsize=10)
+        log_ticks(ax, "x", densities)
+        log_ticks(ax, "y")
+    bottom.set_xlabel(figure.x_label, fontsize=11)
+    # tilted: 0.005 and 0.01 are a third of a decade apart, too close for upright labels
+    for label in bottom.get_xticklabels():
+        label.set(rotation=40, ha="right", rotation_mode="anchor")
+
+
+def plot_density(
+    records: list[Record],
+    epsilons: list[float],
+    densities: list[float],
+    figure: DensityFigure,
+    out,
+) -> list[str]:
+    """Top row: m/m_t against γ per ε (median over seeds, bars min–max) with the paper's
+    c/H2(γ) and the Pensia / Malach regimes as guides; bottom row: ``figure.bottom`` (measured
+    over a fit). Saved as ``out / figure.name``; returns ``[figure.name]``."""
+    from matplotlib.lines import Line2D
+
+    from sslth.experiments.common import pyplot
+    from sslth.plot import wrap_to_width
+
+    plt = pyplot()
+    found = [r for r in records if r["found"]]
+    eps = sorted(epsilons, reverse=True)
+    densities = sorted(densities)
+    gammas = np.geomspace(min(densities), max(densities), 60)
+    c_entropy = _paper_constant(found)
+    fig, axes = plt.subplots(
+        2,
+        len(eps),
+        figsize=(figure.width, 8.0),
+        squeeze=False,
+        sharex=True,
+        sharey="row",
+        height_ratios=[1.6, 1],
+        layout="constrained",
+    )
+    for col, epsilon in enumerate(eps):
+        mine = [r for r in found if r["epsilon"] == epsilon]
+        _draw_column(axes[0][col], axes[1][col], mine, figure, c_entropy, densities, gammas)
+        axes[0][col].set_title(f"ε = {epsilon:g}", fontsize=12)
+    if found:
+        # the 1/γ guide runs far below the data: the axis shows the data, not the guides
+        low = min(r["overparameterization"] for r in found)
+        high = max(r["overparameterization"] for r in found)
+        axes[0][0].set_ylim(low / 1.6, high * 1.6)
+        ratios = [figure.bottom(r) for r in found] + [y for y, _ in figure.bottom_guides]
+        axes[1][0].set_ylim(min(0.5, min(ratios) / 1.15), max(2.0, max(ratios) * 1.15))
+    axes[0][0].set_ylabel("overparameterization m / m_t", fontsize=11)
+    axes[1][0].set_ylabel(figure.bottom_label, fontsize=11)
+    median = "median over seeds,\nbars: min–max"
+    handles = figure.handles + [Line2D([], [], color="0.3", marker="o", ls="none", label=median)]
+    if c_entropy is not None:
+        paper = f"{c_entropy:.3g} / H2(γ): paper,\nconstant fitted"
+        handles.append(Line2D([], [], color="black", lw=1.6, label=paper))
+    handles += [
+        Line2D([], [], color="0.45", ls="--", lw=1.2, label="Pensia et al.:\nflat in γ"),
+        Line2D([], [], color="0.45", ls="-.", lw=1.2, label="Malach et al.: ∝ 1/γ"),
+    ]
+    handles += figure.fit_handles
+    fig.legend(handles=handles, loc="outside right center", fontsize=10, frameon=False)
+    fig.suptitle(wrap_to_width(figure.title, figure.width, 12), fontsize=12)
+    fig.savefig(out / figure.name, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return [figure.name]
+
+
+def style_handles(style: dict, label) -> list:
+    """Legend entries of the series' marker and line styles, hollow markers off solid lines."""
+    from matplotlib.lines import Line2D
+
+    return [
+        Line2D([], [], color="0.3", marker=m, ls=ls, mfc="white" if ls != "-" else "0.3",
+               label=label(key))
+        for key, (m, ls) in style.items()
+    ]  # fmt: skip

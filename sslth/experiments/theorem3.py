@@ -25,14 +25,14 @@ import torch
 
 import sslth
 from sslth import theory
-from sslth.experiments.common import PointCache, point_name, pyplot, require, sweep, write_csv
+from sslth.experiments.common import PointCache, point_name, require, sweep, write_csv
 from sslth.experiments.density import (
+    DensityFigure,
     fit_constants,
     fmt,
-    log_ticks,
-    median_bars,
-    regime_guides,
+    plot_density,
     slope_line,
+    style_handles,
     within_slopes,
 )
 
@@ -218,132 +218,32 @@ def _plot(records, groups, c_ratio, out: Path, config: Config) -> list[str]:
     c·log2²(2ld²/ε)/H2(γ), which shows the fit and the seed spread at a readable scale."""
     from matplotlib.lines import Line2D
 
-    from sslth.plot import PALETTE, wrap_to_width
+    from sslth.plot import PALETTE
 
-    plt = pyplot()
-    found = [r for r in records if r["found"]]
-    eps = sorted(config.epsilons, reverse=True)
     widths, depths = sorted(config.widths), sorted(config.depths)
-    densities = sorted(config.densities)
     colour = {w: PALETTE[i % len(PALETTE)] for i, w in enumerate(widths)}
     depth_style = {d: DEPTH_STYLES[i % len(DEPTH_STYLES)] for i, d in enumerate(depths)}
     series = [(w, dp) for w in widths for dp in depths]
-    # neighbouring series are shifted a little along the log γ axis so their bars do not overlap
-    dodge = {s: math.exp(0.045 * (i - (len(series) - 1) / 2)) for i, s in enumerate(series)}
-    gammas = np.geomspace(min(densities), max(densities), 60)
-    # the paper's shape in γ alone: one constant over every ticket found
-    c_entropy = (
-        math.exp(
-            statistics.mean(
-                math.log(r["overparameterization"] * theory.binary_entropy(r["density"]))
-                for r in found
-            )
-        )
-        if found
-        else None
-    )
-    width = 3.6 * len(eps) + 3.2
-    fig, axes = plt.subplots(
-        2,
-        len(eps),
-        figsize=(width, 8.0),
-        squeeze=False,
-        sharex=True,
-        sharey="row",
-        height_ratios=[1.6, 1],
-        layout="constrained",
-    )
-    for col, epsilon in enumerate(eps):
-        top, bottom = axes[0][col], axes[1][col]
-        mine = [r for r in found if r["epsilon"] == epsilon]
-        for w, dp in series:
-            rs = [r for r in mine if (r["width"], r["depth"]) == (w, dp)]
-            gs = sorted({r["density"] for r in rs})
-            if not gs:
-                continue
-            marker, line = depth_style[dp]
-            xs = [g * dodge[(w, dp)] for g in gs]
-            for ax, value in (
-                (top, lambda r: r["overparameterization"]),
-                (bottom, lambda r: r["overparameterization"] / (c_ratio * r["paper_shape"])),
-            ):
-                groups_at = [[value(r) for r in rs if r["density"] == g] for g in gs]
-                median_bars(ax, xs, groups_at, colour[w], marker, line)
-        regime_guides(top, mine, gammas)
-        if c_entropy is not None:
-            entropy = [c_entropy / theory.binary_entropy(g) for g in gammas]
-            top.plot(gammas, entropy, color="black", lw=1.6)
-        bottom.axhline(1.0, color="black", lw=1.4)
-        top.set_title(f"ε = {epsilon:g}", fontsize=12)
-        for ax in (top, bottom):
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.grid(alpha=0.3, which="major")
-            ax.tick_params(labelsize=10)
-            log_ticks(ax, "x", densities)
-            log_ticks(ax, "y")
-        bottom.set_xlabel("density γ (kept / all random weights)", fontsize=11)
-        # tilted: 0.005 and 0.01 are a third of a decade apart, too close for upright labels
-        for label in bottom.get_xticklabels():
-            label.set(rotation=40, ha="right", rotation_mode="anchor")
-    if found:
-        # the 1/γ guide runs far below the data: the axis shows the data, not the guides
-        low = min(r["overparameterization"] for r in found)
-        high = max(r["overparameterization"] for r in found)
-        axes[0][0].set_ylim(low / 1.6, high * 1.6)
-        ratios = [r["overparameterization"] / (c_ratio * r["paper_shape"]) for r in found]
-        axes[1][0].set_ylim(min(0.5, min(ratios) / 1.15), max(2.0, max(ratios) * 1.15))
-    axes[0][0].set_ylabel("overparameterization m / m_t", fontsize=11)
-    axes[1][0].set_ylabel("measured / fit\nc·log2²(2ld²/ε)/H2(γ)", fontsize=11)
     handles = [Line2D([], [], color=colour[w], lw=2.5, label=f"width d = {w}") for w in widths]
-    handles += [
-        Line2D(
-            [],
-            [],
-            color="0.3",
-            marker=m,
-            ls=ls,
-            mfc="white" if ls != "-" else "0.3",
-            label=f"depth l = {d}",
-        )
-        for d, (m, ls) in depth_style.items()
-    ]
-    handles += [
-        Line2D(
-            [], [], color="0.3", marker="o", ls="none", label="median over seeds,\nbars: min–max"
-        ),
-    ]
-    if c_entropy is not None:
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color="black",
-                lw=1.6,
-                label=f"{c_entropy:.3g} / H2(γ): paper,\nconstant fitted",
-            )
-        )
-    handles += [
-        Line2D([], [], color="0.45", ls="--", lw=1.2, label="Pensia et al.:\nflat in γ"),
-        Line2D([], [], color="0.45", ls="-.", lw=1.2, label="Malach et al.: ∝ 1/γ"),
-    ]
-    if c_ratio is not None:
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color="black",
-                lw=1.4,
-                label=f"bottom: the fit,\nc = {c_ratio:.3g}",
-            )
-        )
-    fig.legend(handles=handles, loc="outside right center", fontsize=10, frameon=False)
-    title = "Theorem 3: overparameterization sslth.prune needs for density γ"
-    fig.suptitle(wrap_to_width(title, width, 12), fontsize=12)
-    name = "theorem3_density.png"
-    fig.savefig(out / name, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return [name]
+    handles += style_handles(depth_style, lambda d: f"depth l = {d}")
+    fit = f"bottom: the fit,\nc = {c_ratio:.3g}" if c_ratio is not None else ""
+    figure = DensityFigure(
+        name="theorem3_density.png",
+        title="Theorem 3: overparameterization sslth.prune needs for density γ",
+        width=3.6 * len(config.epsilons) + 3.2,
+        x_label="density γ (kept / all random weights)",
+        bottom_label="measured / fit\nc·log2²(2ld²/ε)/H2(γ)",
+        series=series,
+        colour=colour,
+        style=depth_style,
+        # neighbouring series are shifted a little along the log γ axis: bars do not overlap
+        dodge={s: math.exp(0.045 * (i - (len(series) - 1) / 2)) for i, s in enumerate(series)},
+        member=lambda r, key: (r["width"], r["depth"]) == key,
+        bottom=lambda r: r["overparameterization"] / (c_ratio * r["paper_shape"]),
+        handles=handles,
+        fit_handles=[Line2D([], [], color="black", lw=1.4, label=fit)] if fit else [],
+    )
+    return plot_density(records, config.epsilons, config.densities, figure, out)
 
 
 def slopes(records: list[dict[str, Any]], max_density: float = 0.1) -> tuple[float, float] | None:

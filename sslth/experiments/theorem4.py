@@ -50,14 +50,14 @@ from torch import nn
 import sslth
 from sslth import theory
 from sslth.convnorm import conv_norm_bound, conv_norm_power
-from sslth.experiments.common import PointCache, point_name, pyplot, require, sweep, write_csv
+from sslth.experiments.common import PointCache, point_name, require, sweep, write_csv
 from sslth.experiments.density import (
+    DensityFigure,
     fit_constants,
     fmt,
-    log_ticks,
-    median_bars,
-    regime_guides,
+    plot_density,
     slope_line,
+    style_handles,
     within_slopes,
 )
 
@@ -379,14 +379,10 @@ def _plot(records, c_ratio, c_amp, out: Path, config: Config) -> list[str]:
     c_amp·log2²(2·l·9c²/ε)/H2(γ), with Theorem 3's dense c_amp for comparison."""
     from matplotlib.lines import Line2D
 
-    from sslth.plot import PALETTE, wrap_to_width
+    from sslth.plot import PALETTE
 
-    plt = pyplot()
-    found = [r for r in records if r["found"]]
-    eps = sorted(config.epsilons, reverse=True)
     channels = sorted(config.channels)
     variants = [(h, b) for h in sorted(config.input_sizes) for b in sorted(config.biases)]
-    densities = sorted(config.densities)
     colour = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(channels)}
     style = {v: VARIANT_STYLES[i % len(VARIANT_STYLES)] for i, v in enumerate(variants)}
     series = [(c, v) for c in channels for v in variants]
@@ -402,125 +398,34 @@ def _plot(records, c_ratio, c_amp, out: Path, config: Config) -> list[str]:
         )
         for c, (h, b) in series
     }
-    gammas = np.geomspace(min(densities), max(densities), 60)
-    # the paper's shape in γ alone, one constant over every ticket found
-    c_entropy = (
-        math.exp(
-            statistics.mean(
-                math.log(r["overparameterization"] * theory.binary_entropy(r["density"]))
-                for r in found
-            )
-        )
-        if found
-        else None
-    )
-    width = 4.4 * len(eps) + 3.4
-    fig, axes = plt.subplots(
-        2,
-        len(eps),
-        figsize=(width, 8.0),
-        squeeze=False,
-        sharex=True,
-        sharey="row",
-        height_ratios=[1.6, 1],
-        layout="constrained",
-    )
-    for col, epsilon in enumerate(eps):
-        top, bottom = axes[0][col], axes[1][col]
-        mine = [r for r in found if r["epsilon"] == epsilon]
-        for c, variant in series:
-            rs = [r for r in mine if (r["channels"], (r["input_size"], r["bias"])) == (c, variant)]
-            gs = sorted({r["density"] for r in rs})
-            if not gs:
-                continue
-            marker, line = style[variant]
-            xs = [g * dodge[(c, variant)] for g in gs]
-            for ax, value in (
-                (top, lambda r: r["overparameterization"]),
-                (bottom, lambda r: r["mean_n"] / (c_amp * r["paper_shape"])),
-            ):
-                groups_at = [[value(r) for r in rs if r["density"] == g] for g in gs]
-                median_bars(ax, xs, groups_at, colour[c], marker, line)
-        regime_guides(top, mine, gammas)
-        if c_entropy is not None:
-            top.plot(gammas, [c_entropy / theory.binary_entropy(g) for g in gammas], "k", lw=1.6)
-        bottom.axhline(1.0, color="black", lw=1.4)
-        if c_amp is not None:
-            bottom.axhline(THEOREM3_C_AMP / c_amp, color="0.3", ls=":", lw=1.8)
-        top.set_title(f"ε = {epsilon:g}", fontsize=12)
-        for ax in (top, bottom):
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.grid(alpha=0.3, which="major")
-            ax.tick_params(labelsize=10)
-            log_ticks(ax, "x", densities)
-            log_ticks(ax, "y")
-        bottom.set_xlabel("density γ (kept / all random kernel entries)", fontsize=11)
-        # tilted: 0.005 and 0.01 are a third of a decade apart, too close for upright labels
-        for label in bottom.get_xticklabels():
-            label.set(rotation=40, ha="right", rotation_mode="anchor")
-    if found:
-        # the 1/γ guide runs far below the data: the axis shows the data, not the guides
-        low = min(r["overparameterization"] for r in found)
-        high = max(r["overparameterization"] for r in found)
-        axes[0][0].set_ylim(low / 1.6, high * 1.6)
-        ratios = [r["mean_n"] / (c_amp * r["paper_shape"]) for r in found]
-        ratios.append(THEOREM3_C_AMP / c_amp)
-        axes[1][0].set_ylim(min(0.5, min(ratios) / 1.15), max(2.0, max(ratios) * 1.15))
-    axes[0][0].set_ylabel("overparameterization m / m_t", fontsize=11)
-    axes[1][0].set_ylabel("mean n / fit\nc_amp·log2²(2l·9c²/ε)/H2(γ)", fontsize=11)
     handles = [Line2D([], [], color=colour[c], lw=2.5, label=f"channels c = {c}") for c in channels]
     if len(variants) > 1:
-        handles += [
-            Line2D(
-                [],
-                [],
-                color="0.3",
-                marker=m,
-                ls=ls,
-                mfc="white" if ls != "-" else "0.3",
-                label=_variant_label(*v),
-            )
-            for v, (m, ls) in style.items()
-        ]
-    handles.append(
-        Line2D(
-            [], [], color="0.3", marker="o", ls="none", label="median over seeds,\nbars: min–max"
-        )
-    )
-    if c_entropy is not None:
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color="black",
-                lw=1.6,
-                label=f"{c_entropy:.3g} / H2(γ): paper,\nconstant fitted",
-            )
-        )
-    handles += [
-        Line2D([], [], color="0.45", ls="--", lw=1.2, label="Pensia et al.:\nflat in γ"),
-        Line2D([], [], color="0.45", ls="-.", lw=1.2, label="Malach et al.: ∝ 1/γ"),
-    ]
+        handles += style_handles(style, lambda v: _variant_label(*v))
+    guides, fit_handles = [], []
     if c_amp is not None:
-        handles += [
+        dense = f"bottom: Theorem 3's\ndense c_amp = {THEOREM3_C_AMP:g}"
+        guides = [(THEOREM3_C_AMP / c_amp, dict(color="0.3", ls=":", lw=1.8))]
+        fit_handles = [
             Line2D([], [], color="black", lw=1.4, label=f"bottom: the fit,\nc_amp = {c_amp:.3g}"),
-            Line2D(
-                [],
-                [],
-                color="0.3",
-                ls=":",
-                lw=1.8,
-                label=f"bottom: Theorem 3's\ndense c_amp = {THEOREM3_C_AMP:g}",
-            ),
+            Line2D([], [], color="0.3", ls=":", lw=1.8, label=dense),
         ]
-    fig.legend(handles=handles, loc="outside right center", fontsize=10, frameon=False)
-    title = "Theorem 4 (CNN targets): overparameterization sslth.prune needs for density γ"
-    fig.suptitle(wrap_to_width(title, width, 12), fontsize=12)
-    name = "theorem4_density.png"
-    fig.savefig(out / name, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return [name]
+    figure = DensityFigure(
+        name="theorem4_density.png",
+        title="Theorem 4 (CNN targets): overparameterization sslth.prune needs for density γ",
+        width=4.4 * len(config.epsilons) + 3.4,
+        x_label="density γ (kept / all random kernel entries)",
+        bottom_label="mean n / fit\nc_amp·log2²(2l·9c²/ε)/H2(γ)",
+        series=series,
+        colour=colour,
+        style=style,
+        dodge=dodge,
+        member=lambda r, key: (r["channels"], (r["input_size"], r["bias"])) == key,
+        bottom=lambda r: r["mean_n"] / (c_amp * r["paper_shape"]),
+        bottom_guides=guides,
+        handles=handles,
+        fit_handles=fit_handles,
+    )
+    return plot_density(records, config.epsilons, config.densities, figure, out)
 
 
 def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
