@@ -241,8 +241,9 @@ def plan(
     baseline = estimate.process_bytes()  # before any sample: what a pruning process starts at
     device = resolve_device(opts.device)
     solver = make_solver(opts.method)
+    sizing = time.perf_counter()
     planned = sizes(target, opts)
-    sizing = time.perf_counter() - started
+    sizing = time.perf_counter() - sizing  # what the prune's own sizing takes
     workers = opts.threads or available_cores()
     layers = [
         _layer_preview(target, i, size, opts, calibrate, device, solver, workers)
