@@ -7,6 +7,6 @@ Each experiment module exposes ``Config`` (a dataclass loaded from TOML) and
 
 from sslth.experiments.common import ConfigError, load_config
 
-EXPERIMENTS = ("theorem2", "theorem3", "theorem4")
+EXPERIMENTS = ("theorem2", "theorem3", "theorem4", "lplus1")
 
 __all__ = ["EXPERIMENTS", "ConfigError", "load_config"]
