@@ -56,6 +56,7 @@ def test_random_weights_stay_frozen_and_the_network_is_untouched():
         assert torch.equal(value, state[key])
 
 
+@pytest.mark.slow
 def test_training_is_deterministic():
     runs = []
     for _ in range(2):
