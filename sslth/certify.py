@@ -606,15 +606,24 @@ def _landmarks(dim: int, radius: float) -> torch.Tensor:
     return torch.cat([torch.zeros(1, dim, dtype=torch.float64), axes, -axes])
 
 
-EMPIRICAL_BATCH_ENTRIES = 2**23  # values (64 MiB) per batch in the widest of input and outputs
+EMPIRICAL_BATCH_ENTRIES = 2**23  # values (64 MiB) per tensor of the empirical check
+
+
+def _values_per_example(target: Target) -> int:
+    """The most values one example takes in a tensor of the empirical check: the input, a
+    layer's output, or a conv's unfolded input (c_in · taps per output position)."""
+    sizes = [target.input_size]
+    for layer in target.layers:
+        out = math.prod(layer.out_shape)
+        sizes += [out, out // layer.d_out * layer.d_in * layer.kind.taps]
+    return max(sizes)
 
 
 def empirical_batch(samples: int, target: Target) -> int:
     """Random points :func:`empirical_error` runs through both networks at once (of each kind,
-    sphere and ball): ``EMPIRICAL_BATCH_ENTRIES`` values in the widest of the input and the
-    layers' outputs."""
-    widest = max([target.input_size] + [math.prod(layer.out_shape) for layer in target.layers])
-    return max(1, min(samples, EMPIRICAL_BATCH_ENTRIES // widest))
+    sphere and ball): ``EMPIRICAL_BATCH_ENTRIES`` values in its widest tensor (the input, a
+    layer's output, or a conv's unfolded input)."""
+    return max(1, min(samples, EMPIRICAL_BATCH_ENTRIES // _values_per_example(target)))
 
 
 def empirical_error(
@@ -646,17 +655,23 @@ def empirical_error(
         exact = target.forward(x) - forward(x)
         return torch.linalg.vector_norm(exact, dim=1)
 
-    chunk = empirical_batch(samples, target)
+    # points are drawn EMPIRICAL_BATCH_ENTRIES input values at a time (so the random stream
+    # does not depend on the layers) and run empirical_batch points at a time
+    chunk = max(1, min(samples, EMPIRICAL_BATCH_ENTRIES // max(dim, 1)))
+    rows = empirical_batch(samples, target)
+
+    def gaps(points: torch.Tensor) -> torch.Tensor:
+        return torch.cat([gap(part.to(device)).cpu() for part in points.split(rows)])
+
     groups: list[tuple[torch.Tensor, torch.Tensor]] = []  # (worst gaps, their points) per kind
     best = 0.0
     with torch.no_grad():
         landmarks = _landmarks(dim, radius)
-        values = gap(landmarks.to(device)).cpu()
-        groups.append((values, landmarks))
+        groups.append((gaps(landmarks), landmarks))
         half = max(1, samples // 2)
         for start in range(0, half, chunk):
             for points in _ball_points(min(chunk, half - start), dim, radius, generator):
-                values = gap(points.to(device)).cpu()
+                values = gaps(points)
                 top = values.topk(min(ascent_starts, len(values))).indices
                 groups.append((values[top], points[top]))
     starts = []

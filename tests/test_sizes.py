@@ -20,18 +20,29 @@ from sslth.sizes import MAX_EXAMPLE_BYTES, check_random_params, pair_params
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.slow
-def test_absurd_sizes_are_refused_in_one_line_within_2_gib():
+def _capped(*args: str) -> list[dict]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "absurd_sizes.py")],
+        [sys.executable, str(ROOT / "tests" / "absurd_sizes.py"), *args],
         capture_output=True,
         text=True,
         env=env,
         timeout=300,
         check=True,
     )
-    results = [json.loads(line) for line in done.stdout.splitlines()]
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+@pytest.mark.slow
+def test_a_300x300_conv_ticket_is_evaluated_within_2_gib():
+    last = _capped("--slow")[-1]
+    assert last["case"] == "a 1x300x300 conv ticket evaluated"
+    assert last["outcome"] == "ok", last
+
+
+@pytest.mark.slow
+def test_absurd_sizes_are_refused_in_one_line_within_2_gib():
+    results = _capped()
     assert len(results) == 26
     crashes = [r for r in results if r["outcome"] == "crash"]
     assert not crashes, crashes
