@@ -14,9 +14,10 @@ events on stderr), then the wall time of each step, peak host memory (``ru_maxrs
 error.
 
 ``--count-ops`` counts the torch operators the prune dispatches, and the host-sync-like ones
-(``nonzero``, ``item``, boolean-mask indexing, …), by name (:class:`sslth.opcount.OperatorCounter`).
-A dispatch mode sees only its own thread, so the count runs with ``--threads 1`` unless told
-otherwise (and then counts the main thread only).
+(``nonzero``, ``item``, boolean-mask indexing, …), by name (:class:`sslth.opcount.OperatorCounter`),
+in a second prune after the timed one (the counter's own cost stays out of the timings). A
+dispatch mode sees only its own thread, so the counted prune runs with one worker thread unless
+``--threads`` says otherwise (and then counts the main thread only); the masks are the same.
 
 ``--busy`` measures the same prune twice in this run: alone, then beside a competing process
 doing 2-thread PyTorch matrix products (how a shared workstation or a CI runner looks), and
@@ -113,6 +114,15 @@ def run_prune(
     return ticket, time.perf_counter() - start
 
 
+def count_operators(args, model, input_shape, device) -> OperatorCounter:
+    """The operators of the same prune, counted in a second run (one worker thread unless
+    ``--threads`` is given: a dispatch mode sees only its own thread)."""
+    counter = OperatorCounter()
+    counted = argparse.Namespace(**{**vars(args), "threads": args.threads or 1})
+    run_prune(counted, model, input_shape, device, False, counter)
+    return counter
+
+
 def prune_once(args, model, input_shape, device, progress: bool) -> sslth.Ticket:
     return sslth.prune(
         model,
@@ -155,8 +165,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quiet", action="store_true", help="no progress or step lines")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    if args.count_ops and args.threads is None:
-        args.threads = 1  # a dispatch mode is thread-local: count every operator
 
     model, input_shape = build(args.target, args.seed)
     device = resolve_device(args.device)
@@ -169,8 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    counter = OperatorCounter() if args.count_ops else None
-    ticket, wall = run_prune(args, model, input_shape, device, not args.quiet, counter)
+    ticket, wall = run_prune(args, model, input_shape, device, not args.quiet)
+    counter = count_operators(args, model, input_shape, device) if args.count_ops else None
     peak_prune = peak_host_bytes()
     report = ticket.report
     busy = None
@@ -263,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if counter is not None:
         print(counter.summary())
-        if args.threads != 1:
+        if args.threads not in (None, 1):
             print(f"(counted in the main thread only: {args.threads} workers)")
     if args.json:
         with open(args.json, "w") as handle:

@@ -11,8 +11,9 @@ only the project (``pip install --no-deps --no-build-isolation -e .``, offline),
        run with the CPU standing in for the GPU, ``SSLTH_TEST_DEVICE=cpu``);
     2. ``bench_subset_sum.py`` on ``pensia`` at B = 10^6 on the device, and auto on the first
        50,000 of the same instances on one CPU thread in the same run, and their ratio;
-    3. ``bench_prune.py`` on 784-500-10 on the device (and on ``lenet5`` where bench_prune.py's
-       --help names it; run last, since it is optional);
+    3. ``bench_prune.py --count-ops`` on 784-500-10 on the device (and on ``lenet5`` where
+       bench_prune.py's --help names it, then 2048-2048-10 timed only, with what the budget
+       leaves: both run last), each with its goal on one H100/H200 and its operator count;
     4. the digits demo on the device (given ``--device`` once digits_demo.py has that option;
        until then it prunes on CUDA whenever CUDA is visible, and ``--device cpu`` hides the
        GPUs with ``CUDA_VISIBLE_DEVICES=``); the step fails unless its report names the device.
@@ -70,7 +71,11 @@ CAPS = {
     "prune-784-500-10": (150, 40),
     "digits": (90, 60),
     "prune-lenet5": (150, 0),
+    "prune-2048-2048-10": (150, 0),
 }
+# the prune goals on one H100/H200 (issue 22), printed beside each measured prune
+PRUNE_GOALS = {"784-500-10": 2.0, "lenet5": 2.0, "2048-2048-10": 15.0, "64-32-10": None}
+BIG_TARGET_PARAMS = 1_200_000_000  # max_random_params 2048-2048-10 needs (about 1.1e9)
 
 # the CPU side of step 2: auto on this many of the same instances, on one thread, extrapolated
 CPU_SAMPLE = {False: 50_000, True: 2_000}
@@ -154,6 +159,7 @@ class Check:
             "prune-784-500-10": f"3. bench_prune {PRUNE_TARGET[self.quick]}",
             "digits": "4. digits demo",
             "prune-lenet5": "3b. bench_prune lenet5 (if bench_prune has it)",
+            "prune-2048-2048-10": "3c. bench_prune 2048-2048-10 (what the budget leaves)",
         }
         self.steps = [Step(key, title, CAPS[key]) for key, title in titles.items()]
         self.env = self._child_env()
@@ -354,11 +360,13 @@ class Check:
         if path.exists():
             step.result = _summary(_subset_sum_result, path)
 
-    def prune(self, step: Step, target: str) -> None:
+    def prune(self, step: Step, target: str, extra: tuple[str, ...] = ("--count-ops",)) -> None:
+        """bench_prune.py on ``target`` (``extra``: its further options; by default it also
+        counts the operators, in a second prune)."""
         path = self.out / f"prune_{target}.json"
         path.unlink(missing_ok=True)
         cmd = [self.python, "scripts/bench_prune.py", "--target", target, "--device", self.device]
-        cmd += ["--json", str(path), "--no-network"]
+        cmd += ["--json", str(path), "--no-network", *extra]
         self.run(step, cmd)
         if path.exists():
             step.result = _summary(_prune_result, path)
@@ -376,6 +384,13 @@ class Check:
             self.skip(step, "bench_prune.py --help does not name lenet5")
             return
         self.prune(step, "lenet5")
+
+    def big(self, step: Step) -> None:
+        if self.quick:
+            self.skip(step, "not run in --quick (a GPU-sized step, ~9.5 GiB)")
+            return
+        # timed only: counting its operators would take a second, long prune
+        self.prune(step, "2048-2048-10", ("--max-random-params", str(BIG_TARGET_PARAMS)))
 
     def digits(self, step: Step) -> None:
         if importlib.util.find_spec("sklearn") is None:
@@ -454,9 +469,14 @@ class Check:
             "install": self.install,
             "cuda-tests": self.cuda_tests,
             "subset-sum": self.subset_sum,
-            "prune-784-500-10": lambda s: self.prune(s, PRUNE_TARGET[self.quick]),
+            # --quick: one timed prune only (its budget on a busy 2-core CPU has no room for
+            # the counted second one; the full run counts)
+            "prune-784-500-10": lambda s: self.prune(
+                s, PRUNE_TARGET[self.quick], () if self.quick else ("--count-ops",)
+            ),
             "digits": self.digits,
             "prune-lenet5": self.lenet5,
+            "prune-2048-2048-10": self.big,
         }
         try:
             for step in self.steps:
@@ -514,13 +534,23 @@ def _subset_sum_result(data: dict) -> str:
 
 def _prune_result(d: dict) -> str:
     gpu = d.get("peak_gpu_gib")
+    goal = PRUNE_GOALS.get(d.get("target"))
+    goal_text = f" (goal on one H100/H200: ≤ {goal:g} s)" if goal else ""
+    ops = d.get("operators")
+    ops_text = (
+        f"; {ops:,} torch operators, {d['sync_like']:,} host-sync-like (one worker thread)"
+        if ops is not None
+        else "; operators not counted"
+    )
     return (
-        f"{d['device']}: {_fmt(d['wall_s'], '.2f')} s end to end "
+        f"{d['device']}: {_fmt(d['wall_s'], '.2f')} s end to end{goal_text} "
         f"({', '.join(f'{k} {v:.2f}' for k, v in d.get('steps_s', {}).items())}); "
         f"m = {d['m']:,}, n = {d['n']}, k = {d['k']}, density {d['density']:.4g} "
         f"(≤ {d['density_limit']:g}); certified {d['certified_error']:.4g} "
         f"(ε = {d['epsilon']:g}), empirical {d['empirical_error']:.3g}; peak host "
-        f"{_fmt(d['peak_host_gib'], '.2f')} GiB" + (f", GPU {gpu:.2f} GiB" if gpu else "")
+        f"{_fmt(d['peak_host_gib'], '.2f')} GiB"
+        + (f", GPU {gpu:.2f} GiB" if gpu else "")
+        + ops_text
     )
 
 

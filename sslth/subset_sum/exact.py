@@ -116,7 +116,7 @@ def mitm(
         # chunk count (and the operators launched) follows the sorted side, not the widest
         # window; rows are independent, so neither changes an answer
         col = min(n_q, _COL_CHUNK)
-        budget = min(memory_budget, chunk_bytes(device))
+        budget = min(memory_budget, chunk_bytes(device)) // 2  # half sorted, half windows
         per_row = 8 * (3 * n_s + 8 * min(n_q, _FIRST_COLS)) + 64
         rows_per_chunk = max(1, budget // per_row)
         for rows in active.split(rows_per_chunk):
@@ -153,23 +153,25 @@ def mitm(
                     err = torch.where(use_hi, e_hi, e_lo)
                     idx = torch.where(use_hi, hi, lo)
                     m_err, m_col = err.min(dim=1)
-                    better = m_err < r_err[part]
-                    upd = part[better]
-                    r_err[upd] = m_err[better]
+                    # keep the better of old and new per row by ``where``: no boolean-mask
+                    # indexing, so no host sync (only the shrinking of ``live`` needs one)
+                    old_err = r_err[part]
+                    better = m_err < old_err
+                    r_err[part] = torch.where(better, m_err, old_err)
                     matched = l_sorted.gather(1, idx.gather(1, m_col[:, None])).squeeze(1)
-                    r_sum[upd] = matched[better]
-                    r_q[upd] = m_col[better] + c0
+                    r_sum[part] = torch.where(better, matched, r_sum[part])
+                    r_q[part] = torch.where(better, m_col + c0, r_q[part])
                 live = live[r_err[live] >= r_tol[live]]
                 c0 += width
                 width = min(2 * width, col)
-            improved = r_err < best_err[rows]
-            upd = rows[improved]
-            best_err[upd] = r_err[improved]
-            best_j[upd] = j
-            pick_s = (sums_s[improved] == r_sum[improved, None]).to(torch.uint8).argmax(dim=1)
-            pick_q = r_q[improved]
-            best_a[upd] = pick_s if s_side == 0 else pick_q
-            best_b[upd] = pick_q if s_side == 0 else pick_s
+            old_err = best_err[rows]
+            improved = r_err < old_err
+            best_err[rows] = torch.where(improved, r_err, old_err)
+            best_j[rows] = torch.where(improved, j, best_j[rows])
+            pick_s = (sums_s == r_sum[:, None]).to(torch.uint8).argmax(dim=1)
+            pick_q = r_q
+            best_a[rows] = torch.where(improved, pick_s if s_side == 0 else pick_q, best_a[rows])
+            best_b[rows] = torch.where(improved, pick_q if s_side == 0 else pick_s, best_b[rows])
     picks = torch.zeros(b, k, dtype=torch.long, device=device)
     for j, _, _ in splits:
         rows = (best_j == j).nonzero().squeeze(1)
