@@ -505,6 +505,9 @@ def rounding_bound(
     """
     if arithmetic.exact:
         return 0.0
+    own_scheme = getattr(arithmetic, "rounding_bound", None)
+    if own_scheme is not None:  # a module with its own summation scheme (sslth.sparse_rounding)
+        return own_scheme(target, operators, radius, layers)
     z, delta = float(radius), 0.0
     for index, (layer, op) in enumerate(zip(target.layers, operators, strict=True)):
         z, delta = _through_ops(target.ops[index], z, delta, arithmetic)

@@ -207,7 +207,9 @@ def certify(target, network: nn.Module, radius: float = 1.0, *, input_shape=None
 
     Args:
         target: the target (anything :func:`sslth.as_target` accepts).
-        network: a ticket network (e.g. ``ticket.network`` or ``ticket.export()``).
+        network: a ticket network (e.g. ``ticket.network`` or ``ticket.export()``), or a
+            sparse ticket (``ticket.export(sparse=True)``), certified with its own summation
+            scheme (:mod:`sslth.sparse_rounding`).
         radius: R.
         input_shape: the shape of one example, for a target with conv or pooling layers.
 
@@ -225,6 +227,12 @@ def certify(target, network: nn.Module, radius: float = 1.0, *, input_shape=None
     if not (math.isfinite(radius) and radius > 0):
         raise NotATicketError(f"radius must be finite and > 0, got {radius!r}")
     target = as_target(target, input_shape=input_shape)
+    from sslth.sparse import SparseTicket
+
+    if isinstance(network, SparseTicket):
+        from sslth.sparse_rounding import certify_sparse
+
+        return certify_sparse(target, network, float(radius))
     depth = len(target.layers)
     if depth >= 2 and isinstance(network, nn.Sequential) and len(network) == 2 * depth + 1:
         # l+1 modules (Linear, ReLU, …, Linear): the l+1 construction (a 2l ticket of a depth

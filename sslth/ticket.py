@@ -34,7 +34,8 @@ from sslth.masks import PairMasks, apply_pair_masks, plain_copy
 from sslth.network import network_operators, read_ticket_network
 from sslth.ops import RELU, Op
 from sslth.report import Report, build_report, layer_report
-from sslth.rounding import DTYPES, arithmetic_of
+from sslth.rounding import DTYPES
+from sslth.sparse_rounding import deployed_arithmetic
 from sslth.target import Target, TargetLayer
 from sslth.ticketfile import (
     METADATA_KEYS,
@@ -88,6 +89,7 @@ class Ticket:
         self.device = torch.device(device)
         self.solver = solver
         self._network: nn.Sequential | None = None
+        self._deployment: nn.Module | None = None  # the sparse export ticket(x) runs (float32)
         self.report = report
         self.stored_report: Report | None = None  # what a loaded file claimed (see verify)
 
@@ -116,8 +118,12 @@ class Ticket:
             pairs.append((first, second))
         return self.target.network(pairs).to(device=self.device, dtype=self.dtype)
 
-    def export(self, compact: bool = False) -> nn.Sequential:
-        """A plain ``nn.Sequential`` with the masks made permanent (pruned weights are zero).
+    def export(
+        self, compact: bool = False, *, sparse: bool = False, accumulate: str | None = None
+    ) -> nn.Module:
+        """A plain ``nn.Sequential`` with the masks made permanent (pruned weights are zero), or
+        with ``sparse=True`` a :class:`~sslth.sparse.SparseTicket` that runs on the kept weights
+        only.
 
         Follows ``torch.nn.utils.prune.remove`` on a copy: each pruned tensor becomes
         ``weight_orig * weight_mask`` as the forward pass computes it now, in the module's own
@@ -129,10 +135,22 @@ class Ticket:
                 output exactly 0): the same function, with only the kept units. Built from the
                 masks and the seed when ``ticket.network`` has not been built (so it never
                 materializes the dense random network), else from the network as it is.
+            sparse: return the sparse module (U as a gather and a scale, V's kept entries
+                only), built like ``compact``; ``sslth.certify(target, module)`` certifies it
+                as it computes. A float32 ticket's report certifies this module.
+            accumulate: the sparse module's accumulation dtype, ``"float64"`` (default: exact
+                products of float32 numbers and a float64 sum) or ``"float32"`` (faster, a
+                larger certified rounding term). Only with ``sparse=True``.
 
         Returns:
-            The plain network, in the ticket's dtype and on its device.
+            The plain network (or sparse module), in the ticket's dtype and on its device.
         """
+        if sparse:
+            from sslth.sparse import export_sparse
+
+            return export_sparse(self, accumulate)
+        if accumulate is not None:
+            raise SslthError("accumulate= applies to export(sparse=True) only")
         if compact and self._network is None:
             return self._compact_from_masks()
         read_ticket_network(self.target, self.network)
@@ -174,7 +192,19 @@ class Ticket:
         return self.target.network(pairs).to(device=self.device, dtype=self.dtype)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x)
+        """The ticket on ``x`` (float32 or float64), as its report certifies it: a float64
+        ticket runs ``ticket.network`` (a float32 input is converted exactly); a float32 ticket
+        runs its sparse export (float64 accumulation; a float64 input is rounded to float32,
+        with a warning), rebuilt from ``ticket.network`` when that has been built (and maybe
+        edited)."""
+        if self.dtype == torch.float32:
+            if self._deployment is None or self._network is not None:
+                self._deployment = self.export(sparse=True)
+            return self._deployment(x)
+        if not isinstance(x, torch.Tensor) or x.dtype not in (torch.float32, torch.float64):
+            kind = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+            raise SslthError(f"a ticket takes a float32 or float64 tensor, got {kind}")
+        return self.network(x.to(device=self.device, dtype=self.dtype))
 
     # ---------------------------------------------------------------- the report
     def evaluate(
@@ -245,14 +275,11 @@ class Ticket:
         """(operators, certificate, per-layer reports), read from the network when it is built,
         else from the masks and the seed (see :meth:`evaluate`)."""
         if self._network is not None:
-            operators, parts, arithmetic = self._parts_from_network()
+            operators, parts, _ = self._parts_from_network()
         else:
             operators, parts = self._parts_from_masks()
-            arithmetic = arithmetic_of(
-                self.dtype,
-                self.device,
-                convolution=has_convolution(spec.kind for spec in self.specs),
-            )
+        # what ticket(x) runs: the network (float64, graphs), or the sparse export (float32)
+        arithmetic = deployed_arithmetic(self.dtype, self.device, self.target)
         certificate = certify_operators(self.target, operators, self.radius, arithmetic)
         layer_reports = [
             layer_report(

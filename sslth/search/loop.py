@@ -28,11 +28,12 @@ from sslth.device import default_workers
 from sslth.errors import ConfigError, TicketNotFound
 from sslth.kinds import has_convolution
 from sslth.progress import Progress
-from sslth.rounding import DTYPES, arithmetic_of
+from sslth.rounding import DTYPES
 from sslth.search.layer import BlockTooSmall, LayerSolution, repair, solve_layer, tighten
 from sslth.search.options import PruneOptions
 from sslth.search.refine import refinable, smaller_sizes
 from sslth.search.sizing import SAFETY, LayerPlan, sizes
+from sslth.sparse_rounding import deployed_arithmetic
 from sslth.target import Target
 from sslth.verdicts import measured_density, meets_density, meets_epsilon
 
@@ -113,7 +114,8 @@ class Search:
         self.fixed_k = options.per_layer("k", depth)
         self.states: list[LayerState] = []
         self.budgets: list[float] = []
-        self.arithmetic = arithmetic_of(
+        # a float32 ticket is certified as its sparse export runs (float64 accumulation)
+        self.arithmetic = deployed_arithmetic(
             DTYPES[options.dtype],
             device,
             convolution=has_convolution(layer.kind for layer in target.layers),
