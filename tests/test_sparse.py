@@ -118,7 +118,7 @@ def test_float32_ticket_is_certified_as_its_sparse_export_runs() -> None:
         x = torch.randn(5, 8)
         assert torch.equal(ticket(x), sparse(x))
         with pytest.warns(UserWarning, match="rounded to float32"):
-            assert torch.equal(sparse.__class__.forward(copy.deepcopy(sparse), x.double()), sparse(x))
+            assert torch.equal(copy.deepcopy(sparse)(x.double()), sparse(x))
 
 
 def test_state_dict_round_trip_and_refusals(dense_ticket) -> None:
