@@ -65,8 +65,10 @@ class PruneOptions:
     )
     dtype: str = option(
         "float64",
-        help="dtype of ticket.network, whose floating-point rounding the certificate covers: "
-        "'float64' (rounding negligible) or 'float32' (rounding can exceed a small ε)",
+        help="dtype of the ticket, whose floating-point rounding the certificate covers: "
+        "'float64' (ticket.network; rounding negligible) or 'float32' (certified as "
+        "ticket(x) runs it: the sparse export, float32 weights and activations, float64 "
+        "accumulation)",
     )
     construction: str = option(
         "2l",
