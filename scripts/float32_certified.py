@@ -1,6 +1,6 @@
 """Float32 tickets certified at the ε their float64 demos use (issue 24).
 
-    python scripts/float32_certified.py --out runs/float32 [--which digits-mlp,784-500-10,digits-cnn]
+    python scripts/float32_certified.py --out runs/float32 [--which digits-mlp,784-500-10]
 
 For each target, prunes with ``dtype="float32"`` at the demo's ε (digits: half the smallest test
 margin, capped; 784-500-10: 0.01) and prints the certificate of the module the report refers to
