@@ -371,7 +371,17 @@ def parts_from_reading(reading, kind: LayerKind) -> tuple:
 
 def export_sparse(ticket, accumulate: str | None = None) -> SparseTicket:
     """``ticket.export(sparse=True)``: from the network as it is when it has been built (so
-    edited masks are what is exported), else from the masks and the seed."""
+    edited masks are what is exported), else from the masks and the seed.
+
+    Raises:
+        NotATicketError: a graph target (residual adds, BatchNorm): its sparse export would
+            plug a :class:`SparsePair` into each layer of the graph's steps; not built yet.
+    """
+    if ticket.target.graph:
+        raise NotATicketError(
+            "export(sparse=True) supports chain targets (Linear/Conv2d, ReLU, pools, Flatten) "
+            "so far, not graph targets: use ticket.export(compact=True)"
+        )
     if ticket._network is not None:
         from sslth.network import read_ticket_network
 

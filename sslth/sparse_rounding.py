@@ -94,11 +94,12 @@ def sparse_arithmetic(
     )
 
 
-def deployed_arithmetic(dtype: torch.dtype, device, *, convolution: bool = False) -> Arithmetic:
-    """The arithmetic a ticket's report certifies: a float32 ticket deploys as its sparse
+def deployed_arithmetic(dtype: torch.dtype, device, target: Target) -> Arithmetic:
+    """The arithmetic a ticket's report certifies: a float32 chain ticket deploys as its sparse
     export with float64 accumulation (``ticket.export(sparse=True)``, what ``ticket(x)`` runs);
-    a float64 ticket as its network."""
-    if dtype == torch.float32:
+    a float64 ticket, and a graph ticket (no sparse export yet), as its network."""
+    convolution = any(len(layer.kind.kernel_shape) for layer in target.layers)
+    if dtype == torch.float32 and not target.graph:
         return sparse_arithmetic(dtype, device, "float64", convolution=convolution)
     return arithmetic_of(dtype, device, convolution=convolution)
 

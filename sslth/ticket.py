@@ -197,7 +197,7 @@ class Ticket:
         runs its sparse export (float64 accumulation; a float64 input is rounded to float32,
         with a warning), rebuilt from ``ticket.network`` when that has been built (and maybe
         edited)."""
-        if self.dtype == torch.float32:
+        if self.dtype == torch.float32 and not self.target.graph:
             if self._deployment is None or self._network is not None:
                 self._deployment = self.export(sparse=True)
             return self._deployment(x)

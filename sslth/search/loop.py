@@ -115,11 +115,7 @@ class Search:
         self.states: list[LayerState] = []
         self.budgets: list[float] = []
         # a float32 ticket is certified as its sparse export runs (float64 accumulation)
-        self.arithmetic = deployed_arithmetic(
-            DTYPES[options.dtype],
-            device,
-            convolution=has_convolution(layer.kind for layer in target.layers),
-        )
+        self.arithmetic = deployed_arithmetic(DTYPES[options.dtype], device, target)
         self.best: Candidate | None = None
         self.timings: dict[str, float] = {}
         # the caller opens and closes the bar (prune: ``with Progress(...)``); none: silent
