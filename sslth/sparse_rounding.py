@@ -148,7 +148,8 @@ def sparse_rounding_bound(
             abs_norm * x_norm + bias_magnitude + hidden_error
         ) + scale * (2 * terms + 2) * scheme.accumulation_eta * math.sqrt(outputs)
         computed = signed * x_norm + offset + hidden_error + sum_error
-        if not computed < scheme.largest / 8:
+        # |h| ≤ |a| |x̃|: with float32 accumulation the hidden values are float32 too
+        if not max(computed, scale * x_norm) < scheme.largest / 8:
             raise NotATicketError(
                 f"pair {index + 1}: values up to {computed:.3g} could overflow {scheme.name} at "
                 f"radius {radius:g}; use float64 or a smaller radius"

@@ -216,3 +216,16 @@ def test_inputs_of_either_dtype(dense_ticket) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ticket.export(sparse=True)(x)  # float32 into float64: exact, no warning
+
+
+def test_float32_rounding_term_matches_an_independent_reference() -> None:
+    """The sparse float32 rounding term against tests/sparse_reference.py (numpy, written from
+    docs/design.md §4b, no sslth): equal up to the package's upward rounding of its norms."""
+    from tests.sparse_reference import float32_sparse_rounding
+
+    target = _mlp(6, widths=(5, 7, 3))
+    ticket = _prune(target, dtype="float32", epsilon=0.03, radius=2.0)
+    certificate = sslth.certify(target, ticket.export(sparse=True), 2.0)
+    reference = float32_sparse_rounding(ticket.network, 2.0)
+    assert certificate.rounding == pytest.approx(reference, rel=1e-6)
+    assert certificate.rounding >= reference * (1 - 1e-12)
