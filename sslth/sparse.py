@@ -108,25 +108,41 @@ class SparsePair(nn.Module):
 
     def forward_in(self, x: torch.Tensor) -> torch.Tensor:
         """The pair on ``x`` already in the accumulation dtype; the output in that dtype."""
-        taps = self.kind.taps
+        if x.dim() == 2:
+            return self._dense_forward(x)
         out = None
         for start in range(0, self.units, CHUNK_UNITS):
             stop = min(self.units, start + CHUNK_UNITS)
             h = self.hidden(x, start, stop)
             v = self.block(start, stop, x.dtype)
-            if taps == 1 and x.dim() == 2:
-                part = h @ v.T
-            else:
-                weight = self.kind.from_rows(v, self.d_out)
-                kind = self.kind
-                part = functional.conv2d(h, weight, None, kind.stride, kind.padding, kind.dilation)
+            kind = self.kind
+            weight = kind.from_rows(v, self.d_out)
+            part = functional.conv2d(h, weight, None, kind.stride, kind.padding, kind.dilation)
             out = part if out is None else out.add_(part)
         if out is None:  # no kept unit: the pair outputs exact zeros
-            if x.dim() == 2:
-                return x.new_zeros(x.shape[0], self.d_out)
             h, w = self.kind.out_hw
             return x.new_zeros(x.shape[0], self.d_out, h, w)
         return out
+
+    def _dense_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """A dense pair in the transposed layout: the gather copies whole rows of xᵀ (one per
+        kept unit, the batch contiguous), and each block multiplies as V_block · Hᵀ."""
+        xt = x.T.contiguous()
+        out = x.new_zeros(self.d_out, x.shape[0])
+        weight_units = self.inputs.numel()
+        for start in range(0, self.units, CHUNK_UNITS):
+            stop = min(self.units, start + CHUNK_UNITS)
+            parts = []
+            if start < weight_units:
+                end = min(stop, weight_units)
+                scale = self.scales[start:end].to(x.dtype)[:, None]
+                parts.append(torch.relu(xt.index_select(0, self.inputs[start:end].long()) * scale))
+            if max(start, weight_units) < stop:
+                constant = torch.relu(self.scales[max(start, weight_units) : stop].to(x.dtype))
+                parts.append(constant[:, None].expand(-1, x.shape[0]))
+            hidden = parts[0] if len(parts) == 1 else torch.cat(parts)
+            out.addmm_(self.block(start, stop, x.dtype), hidden)
+        return out.T
 
 
 class SparseTicket(nn.Module):
