@@ -535,18 +535,7 @@ def pair_rounding(
     hidden_magnitude = stats.first_norm * (z + delta) + stats.first_bias_norm * math.sqrt(
         in_positions
     )
-    abs_norm = op.norm(
-        f"magnitudes:{_fingerprint(stats.abs_positive)}:{_fingerprint(stats.abs_negative)}",
-        _norm_upper,
-        kind,
-        torch.cat([stats.abs_positive, stats.abs_negative], dim=1),
-    )
-    signed = op.norm(
-        f"signed:{_fingerprint(op.positive)}:{_fingerprint(op.negative)}",
-        _norm_upper,
-        kind,
-        torch.cat([op.positive, -op.negative], dim=1),
-    )
+    abs_norm, signed = pair_norms(op, kind)
     bias_magnitude = float(torch.linalg.vector_norm(stats.abs_offset)) * spread
     hidden_count = max(stats.hidden, layer.d_in) * in_positions
     # flush-to-zero also zeroes subnormal operands, so an operation can lose |w|·η, not η
@@ -571,6 +560,25 @@ def pair_rounding(
     ) * (1 + 1e-12)
     offset = float(torch.linalg.vector_norm(op.offset)) * spread
     return (signed * z + offset) * (1 + 1e-12), delta
+
+
+def pair_norms(op: PairOperator, kind: LayerKind) -> tuple[float, float]:
+    """(M, S) of a pair, computed once per content: M = ‖[|A|, |B|]‖ (the kept magnitudes) and
+    S = ‖[A, −B]‖ (the exact pair's Lipschitz constant), as operator norms of ``kind``."""
+    stats = op.stats
+    magnitudes = op.norm(
+        f"magnitudes:{_fingerprint(stats.abs_positive)}:{_fingerprint(stats.abs_negative)}",
+        _norm_upper,
+        kind,
+        torch.cat([stats.abs_positive, stats.abs_negative], dim=1),
+    )
+    signed = op.norm(
+        f"signed:{_fingerprint(op.positive)}:{_fingerprint(op.negative)}",
+        _norm_upper,
+        kind,
+        torch.cat([op.positive, -op.negative], dim=1),
+    )
+    return magnitudes, signed
 
 
 def _through_ops(ops, z: float, delta: float, arithmetic: Arithmetic) -> tuple[float, float]:

@@ -29,11 +29,10 @@ import torch
 from sslth.certify import (
     Certificate,
     PairOperator,
-    _fingerprint,
-    _norm_upper,
     _Reduction,
     _through_ops,
     certify_operators,
+    pair_norms,
 )
 from sslth.errors import NotATicketError
 from sslth.modules import global_hook_problem, module_problem
@@ -120,18 +119,7 @@ def sparse_rounding_bound(
             raise ValueError("a rounding bound needs the pair's magnitudes (PairStats)")
         kind = layer.kind
         spread = math.sqrt(kind.positions)
-        abs_norm = op.norm(
-            f"magnitudes:{_fingerprint(stats.abs_positive)}:{_fingerprint(stats.abs_negative)}",
-            _norm_upper,
-            kind,
-            torch.cat([stats.abs_positive, stats.abs_negative], dim=1),
-        )
-        signed = op.norm(
-            f"signed:{_fingerprint(op.positive)}:{_fingerprint(op.negative)}",
-            _norm_upper,
-            kind,
-            torch.cat([op.positive, -op.negative], dim=1),
-        )
+        abs_norm, signed = pair_norms(op, kind)
         bias_magnitude = float(torch.linalg.vector_norm(stats.abs_offset)) * spread
         offset = float(torch.linalg.vector_norm(op.offset)) * spread
         outputs = layer.d_out * kind.positions

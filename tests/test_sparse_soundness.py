@@ -23,19 +23,9 @@ from torch import nn
 
 import sslth
 from tests.attack import QUICK, float64_copy, worst_gap
+from tests.test_conv import _Images
 
 COUNT = 100
-
-
-class _Images(nn.Module):
-    """Flattened inputs → the network's input shape (the attack searches a flat ball)."""
-
-    def __init__(self, network: nn.Module, shape: tuple[int, ...]) -> None:
-        super().__init__()
-        self.network, self.shape = network, shape
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x.reshape(x.shape[0], *self.shape))
 
 
 def _case(index: int) -> dict:
