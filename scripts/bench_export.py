@@ -8,8 +8,9 @@ float32 ticket's report certifies; and float32 accumulation) and of the compact 
 at ``--batch`` and at batch 1, each as a ratio to the target's; the multiply-add floor (one per
 kept hidden unit per input position and one per kept V weight per output position, over the
 target's multiply-adds); and the storage: the sparse module's buffers, the kept weights, the
-target's weights and a seed plus packed masks. Ratios measured in one run are more robust than
-absolute times on a shared machine: the load (``os.getloadavg``) is printed with them.
+target's weights and a seed plus packed masks. Times are the thread's CPU time (best of a few
+runs): ratios measured in one run are more robust than absolute times on a shared machine, and
+the load (``os.getloadavg``) is printed with them.
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ from sslth.sparse import kept_bytes, kept_weights, multiply_adds
 
 
 def best_time(module, x: torch.Tensor, repeats: int) -> float:
-    """Best of ``repeats`` forward passes (after one warm-up), in seconds."""
+    """Best of ``repeats`` forward passes (after one warm-up), in seconds of this thread's CPU
+    time: on a machine shared by many processes, wall time charges a long forward pass for
+    every time slice it waits, and a short one (the target's) for none."""
     with torch.no_grad():
         module(x)
         best = math.inf
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = time.thread_time()
             module(x)
-            best = min(best, time.perf_counter() - start)
+            best = min(best, time.thread_time() - start)
     return best
 
 

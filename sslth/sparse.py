@@ -79,21 +79,19 @@ class SparsePair(nn.Module):
             f"{self.values.numel()} kept V weights"
         )
 
-    def hidden(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """σ(U x + c) of units ``start:stop``, in ``x``'s dtype: (N, units) for a dense pair,
-        (N, units, H, W) for a conv."""
-        weight_stop = min(stop, self.inputs.numel())
-        parts = []
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        if start < weight_stop:
-            index = self.inputs[start:weight_stop].long()
-            scale = self.scales[start:weight_stop].to(x.dtype).view(shape)
-            parts.append(torch.relu(x.index_select(1, index) * scale))
-        first_bias = max(start, self.inputs.numel())
-        if first_bias < stop:
-            constant = torch.relu(self.scales[first_bias:stop].to(x.dtype)).view(shape)
-            parts.append(constant.expand(x.shape[0], -1, *x.shape[2:]))
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    def signed_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """[σ(x); σ(−x)] along the unit axis (0 for the transposed dense layout, 1 for images):
+        σ(a x) = |a| σ(sign(a) x), the same number as fl(a x) then σ (rounding is symmetric)."""
+        axis = 0 if x.dim() == 2 else 1
+        return torch.cat([torch.relu(x), torch.relu(-x)], dim=axis)
+
+    def weight_hidden(self, signed: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """σ(a_h x_j(h)) for weight units ``start:stop`` from :meth:`signed_inputs`."""
+        scales = self.scales[start:stop].to(signed.dtype)
+        index = self.inputs[start:stop].long() + self.d_in * (scales < 0).long()
+        if signed.dim() == 2:  # transposed: (2 d_in, N) → (units, N)
+            return signed.index_select(0, index) * scales.abs()[:, None]
+        return signed.index_select(1, index) * scales.abs().view(1, -1, 1, 1)
 
     def block(self, start: int, stop: int, dtype: torch.dtype) -> torch.Tensor:
         """V's columns ``start:stop`` as a dense (rows, stop − start) block."""
@@ -107,41 +105,46 @@ class SparsePair(nn.Module):
         return dense
 
     def forward_in(self, x: torch.Tensor) -> torch.Tensor:
-        """The pair on ``x`` already in the accumulation dtype; the output in that dtype."""
+        """The pair on ``x`` already in the accumulation dtype; the output in that dtype.
+
+        Weight units and bias units are summed in separate products and then added: still a
+        sum of each output's kept terms in some order, which is all the certificate assumes."""
         if x.dim() == 2:
             return self._dense_forward(x)
-        out = None
-        for start in range(0, self.units, CHUNK_UNITS):
-            stop = min(self.units, start + CHUNK_UNITS)
-            h = self.hidden(x, start, stop)
-            v = self.block(start, stop, x.dtype)
-            kind = self.kind
-            weight = kind.from_rows(v, self.d_out)
-            part = functional.conv2d(h, weight, None, kind.stride, kind.padding, kind.dilation)
-            out = part if out is None else out.add_(part)
-        if out is None:  # no kept unit: the pair outputs exact zeros
-            h, w = self.kind.out_hw
-            return x.new_zeros(x.shape[0], self.d_out, h, w)
-        return out
-
-    def _dense_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """A dense pair in the transposed layout: the gather copies whole rows of xᵀ (one per
-        kept unit, the batch contiguous), and each block multiplies as V_block · Hᵀ."""
-        xt = x.T.contiguous()
-        out = x.new_zeros(self.d_out, x.shape[0])
+        kind = self.kind
+        h, w = kind.out_hw
+        out = x.new_zeros(x.shape[0], self.d_out, h, w)
+        signed = self.signed_inputs(x)
         weight_units = self.inputs.numel()
         for start in range(0, self.units, CHUNK_UNITS):
             stop = min(self.units, start + CHUNK_UNITS)
-            parts = []
-            if start < weight_units:
-                end = min(stop, weight_units)
-                scale = self.scales[start:end].to(x.dtype)[:, None]
-                parts.append(torch.relu(xt.index_select(0, self.inputs[start:end].long()) * scale))
-            if max(start, weight_units) < stop:
-                constant = torch.relu(self.scales[max(start, weight_units) : stop].to(x.dtype))
-                parts.append(constant[:, None].expand(-1, x.shape[0]))
-            hidden = parts[0] if len(parts) == 1 else torch.cat(parts)
-            out.addmm_(self.block(start, stop, x.dtype), hidden)
+            for first, last in ((start, min(stop, weight_units)), (max(start, weight_units), stop)):
+                if first >= last:
+                    continue
+                if first < weight_units:
+                    hidden = self.weight_hidden(signed, first, last)
+                else:
+                    constant = torch.relu(self.scales[first:last].to(x.dtype))
+                    hidden = constant.view(1, -1, 1, 1).expand(x.shape[0], -1, *x.shape[2:])
+                weight = kind.from_rows(self.block(first, last, x.dtype), self.d_out)
+                out += functional.conv2d(
+                    hidden, weight, None, kind.stride, kind.padding, kind.dilation
+                )
+        return out
+
+    def _dense_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """A dense pair in the transposed layout: the gather copies whole rows of [σ(x); σ(−x)]ᵀ
+        (one per kept unit, the batch contiguous), and each block multiplies as V_block · Hᵀ;
+        the bias units' constant outputs go through V once, as a vector."""
+        signed = self.signed_inputs(x.T.contiguous())
+        out = x.new_zeros(self.d_out, x.shape[0])
+        weight_units = self.inputs.numel()
+        for start in range(0, weight_units, CHUNK_UNITS):
+            stop = min(weight_units, start + CHUNK_UNITS)
+            out.addmm_(self.block(start, stop, x.dtype), self.weight_hidden(signed, start, stop))
+        if self.units > weight_units:
+            constant = torch.relu(self.scales[weight_units:].to(x.dtype))
+            out += (self.block(weight_units, self.units, x.dtype) @ constant)[:, None]
         return out.T
 
 
