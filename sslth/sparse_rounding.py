@@ -35,6 +35,7 @@ from sslth.certify import (
     pair_norms,
 )
 from sslth.errors import NotATicketError
+from sslth.kinds import has_convolution
 from sslth.modules import global_hook_problem, module_problem
 from sslth.ops import op_of_module
 from sslth.rounding import Arithmetic, arithmetic_of
@@ -97,7 +98,7 @@ def deployed_arithmetic(dtype: torch.dtype, device, target: Target) -> Arithmeti
     """The arithmetic a ticket's report certifies: a float32 chain ticket deploys as its sparse
     export with float64 accumulation (``ticket.export(sparse=True)``, what ``ticket(x)`` runs);
     a float64 ticket, and a graph ticket (no sparse export yet), as its network."""
-    convolution = any(len(layer.kind.kernel_shape) for layer in target.layers)
+    convolution = has_convolution(layer.kind for layer in target.layers)
     if dtype == torch.float32 and not target.graph:
         return sparse_arithmetic(dtype, device, "float64", convolution=convolution)
     return arithmetic_of(dtype, device, convolution=convolution)
@@ -250,7 +251,7 @@ def certify_sparse(target: Target, module: SparseTicket, radius: float) -> Certi
     """The certificate of a sparse ticket as it computes: exact part from its kept weights,
     rounding part from its own scheme (:class:`SparseArithmetic`)."""
     operators = read_sparse_ticket(target, module)
-    convolution = any(len(layer.kind.kernel_shape) for layer in target.layers)
+    convolution = has_convolution(layer.kind for layer in target.layers)
     scheme = sparse_arithmetic(
         module.dtype, module.target_digest.device, module.accumulate, convolution=convolution
     )

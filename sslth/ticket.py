@@ -29,7 +29,7 @@ from sslth.construct import (
 )
 from sslth.errors import NetworkTooLarge, NotATicketError, SslthError
 from sslth.graph import GraphNetwork, Node
-from sslth.kinds import has_convolution, kind_from_dict
+from sslth.kinds import kind_from_dict
 from sslth.masks import PairMasks, apply_pair_masks, plain_copy
 from sslth.network import network_operators, read_ticket_network
 from sslth.ops import RELU, Op

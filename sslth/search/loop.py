@@ -26,7 +26,6 @@ from sslth.certify import Certificate, certify_operators
 from sslth.construct import PairSpec
 from sslth.device import default_workers
 from sslth.errors import ConfigError, TicketNotFound
-from sslth.kinds import has_convolution
 from sslth.progress import Progress
 from sslth.rounding import DTYPES
 from sslth.search.layer import BlockTooSmall, LayerSolution, repair, solve_layer, tighten
