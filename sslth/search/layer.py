@@ -559,8 +559,9 @@ class LayerSolution:
 def chunk_instances(device: torch.device, width: int) -> int:
     """Instances per chunk on ``device`` for candidate lists ``width`` long: ``CHUNK_BYTES`` of
     layout and solver temporaries on the CPU (large enough that the operators are few, small
-    enough to stay below the prune's former peak), the solver's memory budget on CUDA."""
-    budget = CHUNK_BYTES if device.type == "cpu" else default_memory_budget(device)
+    enough to stay below the prune's former peak), half the solver's memory budget on CUDA."""
+    # on CUDA the solver's budget is half the free memory; the layout gets as much again
+    budget = CHUNK_BYTES if device.type == "cpu" else default_memory_budget(device) // 2
     return max(1, budget // (BYTES_PER_ENTRY * max(width, 1)))
 
 
