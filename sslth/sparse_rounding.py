@@ -157,6 +157,14 @@ def sparse_rounding_bound(
 # --------------------------------------------------------------------------- reading a module
 
 
+def _shadowed_method(module: torch.nn.Module) -> str | None:
+    """A method of the module's class replaced on the instance (its forward calls them)."""
+    for name in vars(module):
+        if callable(getattr(type(module), name, None)):
+            return name
+    return None
+
+
 def _check_pair(pair: SparsePair, layer, position: int, dtype: torch.dtype) -> None:
     """Refuse a pair whose buffers are not a well-formed sparse pair for ``layer``."""
     name = f"sparse pair {position}"
@@ -196,6 +204,10 @@ def read_sparse_ticket(target: Target, module: SparseTicket) -> list[PairOperato
         NotATicketError: naming what is not (a hook, a subclass, another target, bad buffers).
     """
     problem = global_hook_problem() or module_problem(module, (SparseTicket,))
+    for sub in [module, *module.layers]:
+        name = _shadowed_method(sub)
+        if name and not problem:
+            problem = f"has {type(sub).__name__}.{name} replaced on the instance"
     if problem:
         raise NotATicketError(f"the sparse ticket cannot be certified: it {problem}")
     if not torch.equal(module.target_digest.cpu(), target_digest(target)):

@@ -176,6 +176,11 @@ def test_hooks_and_subclasses_are_refused(dense_ticket) -> None:
         def forward(self, x):
             return 2 * super().forward(x)
 
+    patched = ticket.export(sparse=True)
+    patched.pairs()[0].forward_in = lambda x: 0 * x
+    with pytest.raises(sslth.NotATicketError, match="forward_in replaced"):
+        sslth.certify(target, patched)
+
     louder = ticket.export(sparse=True)
     louder.__class__ = Louder
     with pytest.raises(sslth.NotATicketError, match="subclass"):
