@@ -316,8 +316,9 @@ def layer_memory(
         + 4 * 8 * rows * layer.d_in  # A, B and their magnitudes, float64
     )
     width = _fat_block(n, blocks)
-    chunk = chunk_bytes(device or torch.device("cpu"), width)
-    transient = instance_count(layer) * held_bytes(width) + workers * chunk
+    instances = instance_count(layer)
+    chunks = chunk_bytes(device or torch.device("cpu"), width, instances, workers)
+    transient = instances * held_bytes(width) + chunks
     return kept, transient
 
 

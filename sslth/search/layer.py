@@ -93,10 +93,14 @@ def held_bytes(width: int) -> int:
     return width * (8 + 8 + 1 + 1) + 4 * 8 + 8
 
 
-def chunk_bytes(device: torch.device, width: int) -> int:
-    """Bytes of one chunk in flight (its layout and the solver's temporaries), one per worker:
-    :func:`chunk_instances` × ``BYTES_PER_ENTRY`` per candidate."""
-    return chunk_instances(device, width) * BYTES_PER_ENTRY * max(width, 1)
+def chunk_bytes(device: torch.device, width: int, instances: int, workers: int) -> int:
+    """Bytes of the chunks in flight while ``instances`` instances of padded ``width`` are
+    solved on ``workers`` threads: each worker's chunk (its layout and the solver's
+    temporaries, ``BYTES_PER_ENTRY`` per candidate), chunks cut as :meth:`LayerSolution._chunks`
+    cuts them."""
+    pieces = max(math.ceil(instances / chunk_instances(device, width)), 2 * workers - 1)
+    size = math.ceil(instances / pieces)
+    return min(workers, pieces) * size * BYTES_PER_ENTRY * max(width, 1)
 
 
 def masks_bytes(rows: int, hidden: int) -> int:

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from sslth import theory
-from sslth.device import available_cores, resolve_device
+from sslth.device import default_workers, resolve_device
 from sslth.errors import ConfigError
 from sslth.search import estimate
 from sslth.search.layer import BLOCK_GROWTH
@@ -244,7 +244,7 @@ def plan(
     sizing = time.perf_counter()
     planned = sizes(target, opts)
     sizing = time.perf_counter() - sizing  # what the prune's own sizing takes
-    workers = opts.threads or available_cores()
+    workers = opts.threads or default_workers(device)  # as the search's
     layers = [
         _layer_preview(target, i, size, opts, calibrate, device, solver, workers)
         for i, size in enumerate(planned)
@@ -318,7 +318,7 @@ def _layer_preview(
         )
     n, k = size.n, size.k
     params = random_params(layer, n)
-    kept, transient = estimate.layer_memory(layer, n, k, workers)
+    kept, transient = estimate.layer_memory(layer, n, k, workers, device)
     preview = LayerPreview(
         **common,
         n=n,
