@@ -101,8 +101,8 @@ def test_estimates_are_measured_and_say_so():
 def test_the_estimate_is_its_parts(monkeypatch):
     """The whole-prune estimate is the sum of what the plan shows: sizing, first round, one
     round's bookkeeping and certificate, refine (by each layer's steps) and the report; and each
-    layer is timed with the prune's own solve_layer, at one intra-op thread, on a sample of its
-    instances scaled by the layer's count."""
+    layer is timed with the prune's own solve_layer, at one intra-op thread (the sizing too, as
+    in the prune), on a sample of its instances scaled by the layer's count."""
     calls = []
     real = estimate.solve_layer
 
@@ -111,6 +111,14 @@ def test_the_estimate_is_its_parts(monkeypatch):
         return real(spec, layer, k, tolerance, **kwargs)
 
     monkeypatch.setattr(estimate, "solve_layer", recording)
+    sizing_threads = []
+    real_sizes = preview.sizes
+
+    def sizing(*args):
+        sizing_threads.append(torch.get_num_threads())
+        return real_sizes(*args)
+
+    monkeypatch.setattr(preview, "sizes", sizing)
     monkeypatch.setattr(estimate, "SAMPLE_INSTANCES", {"cpu": 600, "cuda": 600})
     monkeypatch.setattr(estimate, "SAMPLE_BLOCKS", 4)
     target = random_target([40, 30, 5], seed=2)
@@ -119,7 +127,7 @@ def test_the_estimate_is_its_parts(monkeypatch):
     assert {(n, k, tol) for n, k, tol, _, _ in calls} == {
         (layer.n, layer.k, layer.tolerance) for layer in planned.layers
     }
-    assert all(threads == 1 for *_, threads, _ in calls)
+    assert all(threads == 1 for *_, threads, _ in calls) and sizing_threads == [1]
     assert first.sample < first.instances  # a sample of layer 1 ...
     assert second.sample == second.instances  # ... and all of layer 2 (small)
     assert any(d_in < 40 for *_, d_in in calls) and any(d_in == 30 for *_, d_in in calls)

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from sslth import theory
-from sslth.device import default_workers, resolve_device
+from sslth.device import default_workers, intra_op_threads, resolve_device
 from sslth.errors import ConfigError
 from sslth.search import estimate
 from sslth.search.layer import BLOCK_GROWTH
@@ -239,6 +239,13 @@ def plan(
         layer_sizes(target), max(opts.max_random_params, BEYOND_PARAMS), opts.construction
     )
     baseline = estimate.process_bytes()  # before any sample: what a pruning process starts at
+    # as prune runs: one intra-op thread (torch's pool made the norms of the sizing 18 times
+    # slower than in the prune on a loaded 2-core machine, and every sample 3-5 times)
+    with intra_op_threads(1):
+        return _plan(target, opts, calibrate, baseline, started)
+
+
+def _plan(target: Target, opts: PruneOptions, calibrate: bool, baseline: int, started) -> Plan:
     device = resolve_device(opts.device)
     solver = make_solver(opts.method)
     sizing = time.perf_counter()
