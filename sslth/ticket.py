@@ -540,6 +540,52 @@ def _positive(metadata: dict, name: str, path: Path, *, upper: float | None = No
     return float(value)
 
 
+def _spec(raw, index: int, seed: int, path: Path) -> PairSpec:
+    """Layer ``index``'s pair spec, exactly as :meth:`PairSpec.to_dict` writes it."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("grown", []), list):
+        raise NotATicketError(f"{path}: spec of layer {index} is malformed (not an object)")
+    try:
+        spec = PairSpec(
+            **{
+                **raw,
+                "kind": kind_from_dict(raw.get("kind")),
+                "grown": tuple(tuple(pair) for pair in raw.get("grown", [])),
+            }
+        )
+    except (TypeError, ValueError, AttributeError, NotATicketError) as error:
+        raise NotATicketError(f"{path}: spec of layer {index} is malformed ({error})") from None
+    for name in ("d_in", "d_out", "neurons_per_input"):
+        value = getattr(spec, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise NotATicketError(f"{path}: layer {index} {name} must be >= 1, got {value!r}")
+    problem = spec_problem(raw, spec)
+    if problem:
+        raise NotATicketError(f"{path}: spec of layer {index} is malformed: {problem}")
+    if not isinstance(spec.has_bias, bool) or spec.seed != layer_seed(seed, index):
+        raise NotATicketError(f"{path}: layer {index}'s seed or bias flag is inconsistent")
+    return spec
+
+
+def _target_layer(payload: dict, index: int, spec: PairSpec, path: Path) -> TargetLayer:
+    """Target layer ``index`` of a file: its tensors, shaped like its pair and checked."""
+    weight = payload.get(f"target.{index}.weight")
+    bias = payload.get(f"target.{index}.bias")
+    shape = (spec.d_out, spec.d_in, *spec.kind.kernel_shape)
+    if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != shape:
+        raise NotATicketError(f"{path}: target layer {index} does not match its random pair")
+    if spec.has_bias != (bias is not None) or (
+        bias is not None
+        and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (spec.d_out,))
+    ):
+        raise NotATicketError(f"{path}: target layer {index}: bias does not match its pair")
+    for name, tensor in (("weight", weight), ("bias", bias)):
+        if tensor is not None:
+            check_target_tensor(tensor, f"layer {index} {name}", path)
+    return TargetLayer(
+        weight.to(torch.float64), None if bias is None else bias.to(torch.float64), spec.kind
+    )
+
+
 def _ticket_from_payload(payload: dict, path: Path, device) -> Ticket:
     """Validate every field of a (checksum-verified) payload and build the ticket."""
     metadata, seed, epsilon, radius, density_limit, dtype_name = read_header(payload, path)
@@ -547,30 +593,7 @@ def _ticket_from_payload(payload: dict, path: Path, device) -> Ticket:
     raw_specs = _field(metadata, "specs", path)
     if not isinstance(raw_specs, list) or not raw_specs:
         raise NotATicketError(f"{path}: specs must be a non-empty list")
-    specs = []
-    for index, raw in enumerate(raw_specs):
-        if not isinstance(raw, dict) or not isinstance(raw.get("grown", []), list):
-            raise NotATicketError(f"{path}: spec of layer {index} is malformed (not an object)")
-        try:
-            spec = PairSpec(
-                **{
-                    **raw,
-                    "kind": kind_from_dict(raw.get("kind")),
-                    "grown": tuple(tuple(pair) for pair in raw.get("grown", [])),
-                }
-            )
-        except (TypeError, ValueError, AttributeError, NotATicketError) as error:
-            raise NotATicketError(f"{path}: spec of layer {index} is malformed ({error})") from None
-        for name in ("d_in", "d_out", "neurons_per_input"):
-            value = getattr(spec, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise NotATicketError(f"{path}: layer {index} {name} must be >= 1, got {value!r}")
-        problem = spec_problem(raw, spec)
-        if problem:
-            raise NotATicketError(f"{path}: spec of layer {index} is malformed: {problem}")
-        if not isinstance(spec.has_bias, bool) or spec.seed != layer_seed(seed, index):
-            raise NotATicketError(f"{path}: layer {index}'s seed or bias flag is inconsistent")
-        specs.append(spec)
+    specs = [_spec(raw, index, seed, path) for index, raw in enumerate(raw_specs)]
     tolerances = _field(metadata, "tolerances", path)
     if (
         not isinstance(tolerances, list)
@@ -587,39 +610,19 @@ def _ticket_from_payload(payload: dict, path: Path, device) -> Ticket:
     if not isinstance(checksums, list) or len(checksums) != len(specs):
         raise NotATicketError(f"{path}: checksums must be a list of {len(specs)} digests")
     check_keys(payload, payload_keys(specs), "key", path)
-    layers, masks = [], []
-    for index, spec in enumerate(specs):
-        weight = payload.get(f"target.{index}.weight")
-        bias = payload.get(f"target.{index}.bias")
-        shape = (spec.d_out, spec.d_in, *spec.kind.kernel_shape)
-        if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != shape:
-            raise NotATicketError(f"{path}: target layer {index} does not match its random pair")
-        if spec.has_bias != (bias is not None) or (
-            bias is not None
-            and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (spec.d_out,))
-        ):
-            raise NotATicketError(f"{path}: target layer {index}: bias does not match its pair")
-        for name, tensor in (("weight", weight), ("bias", bias)):
-            if tensor is not None:
-                check_target_tensor(tensor, f"layer {index} {name}", path)
-        layers.append(
-            TargetLayer(
-                weight.to(torch.float64),
-                None if bias is None else bias.to(torch.float64),
-                spec.kind,
-            )
+    layers = [_target_layer(payload, index, spec, path) for index, spec in enumerate(specs)]
+    masks = [
+        PairMasks(
+            spec,
+            _unpack(payload.get(f"mask.{index}.kept_neurons"), (spec.hidden,), path),
+            _unpack(
+                payload.get(f"mask.{index}.second"),
+                (spec.d_out, spec.hidden, *spec.kind.kernel_shape),
+                path,
+            ),
         )
-        masks.append(
-            PairMasks(
-                spec,
-                _unpack(payload.get(f"mask.{index}.kept_neurons"), (spec.hidden,), path),
-                _unpack(
-                    payload.get(f"mask.{index}.second"),
-                    (spec.d_out, spec.hidden, *spec.kind.kernel_shape),
-                    path,
-                ),
-            )
-        )
+        for index, spec in enumerate(specs)
+    ]
     for index, spec in enumerate(specs):
         if checksums[index] != random_weights_checksum(spec):
             raise NotATicketError(
