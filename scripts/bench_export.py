@@ -41,6 +41,23 @@ def best_time(module, x: torch.Tensor, repeats: int) -> float:
     return best
 
 
+class DenseTarget(torch.nn.Module):
+    """The target itself in float32 (its layers as ``F.linear`` / ``F.conv2d``), for timing."""
+
+    def __init__(self, target) -> None:
+        super().__init__()
+        self.target = target
+        self.weights = [layer.weight.float() for layer in target.layers]
+        self.biases = [None if b.bias is None else b.bias.float() for b in target.layers]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def layer(index: int, values: torch.Tensor) -> torch.Tensor:
+            kind = self.target.layers[index].kind
+            return kind.apply(values, self.weights[index], self.biases[index])
+
+        return self.target.run(x, layer)
+
+
 def target_multiply_adds(target) -> int:
     return sum(
         layer.d_out * layer.d_in * layer.kind.taps * layer.kind.positions for layer in target.layers
@@ -50,12 +67,11 @@ def target_multiply_adds(target) -> int:
 def measure(path: str, batch: int, repeats: int) -> dict:
     ticket = sslth.load(path, samples=200)
     target = ticket.target
-    dense = target.to_module().float()
-    modules = {
-        "sparse_float64_accumulation": ticket.export(sparse=True),
-        "sparse_float32": ticket.export(sparse=True, accumulate="float32"),
-        "compact_dense": ticket.export(compact=True),
-    }
+    dense = DenseTarget(target)
+    modules = {"sparse_float64_accumulation": ticket.export(sparse=True)}
+    if ticket.dtype == torch.float32:  # a float64 ticket accumulates in float64 only
+        modules["sparse_float32"] = ticket.export(sparse=True, accumulate="float32")
+    modules["compact_dense"] = ticket.export(compact=True)
     row: dict = {"ticket": path, "load_before": os.getloadavg()[0]}
     shape = tuple(target.input_shape)
     for size in (batch, 1):
@@ -65,7 +81,8 @@ def measure(path: str, batch: int, repeats: int) -> dict:
         for name, module in modules.items():
             # the compact dense export is the slow baseline: one timed pass at the large batch
             times = 1 if name == "compact_dense" and size > 1 else repeats
-            seconds = best_time(module, x, times if size > 1 else 20 * repeats)
+            given = x.to(ticket.dtype) if name == "compact_dense" else x  # a plain nn.Sequential
+            seconds = best_time(module, given, times if size > 1 else 20 * repeats)
             row[f"{name}_ratio_batch{size}"] = seconds / base
     sparse = modules["sparse_float64_accumulation"]
     row["floor_ratio"] = multiply_adds(sparse) / target_multiply_adds(target)

@@ -234,3 +234,19 @@ def test_float32_rounding_term_matches_an_independent_reference() -> None:
     reference = float32_sparse_rounding(ticket.network, 2.0)
     assert certificate.rounding == pytest.approx(reference, rel=1e-6)
     assert certificate.rounding >= reference * (1 - 1e-12)
+
+
+def test_bench_export_runs(dense_ticket, tmp_path) -> None:
+    """scripts/bench_export.py on a small saved ticket (a smoke test: no timing is asserted)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_export.py"
+    spec = importlib.util.spec_from_file_location("bench_export", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    _, ticket = dense_ticket
+    path = ticket.save(tmp_path / "t.pt")
+    (row,) = bench.main([str(path), "--batch", "4", "--repeats", "1"])
+    assert row["kept_weights"] == kept_weights(ticket.export(sparse=True))
+    assert row["floor_ratio"] > 1 and row["bytes_per_kept_weight"] <= 12
