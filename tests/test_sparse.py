@@ -249,4 +249,4 @@ def test_bench_export_runs(dense_ticket, tmp_path) -> None:
     path = ticket.save(tmp_path / "t.pt")
     (row,) = bench.main([str(path), "--batch", "4", "--repeats", "1"])
     assert row["kept_weights"] == kept_weights(ticket.export(sparse=True))
-    assert row["floor_ratio"] > 1 and row["bytes_per_kept_weight"] <= 12
+    assert row["floor_ratio"] > 1 and row["bytes_per_kept_weight"] <= 3 * 8  # float64 weights
