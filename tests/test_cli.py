@@ -120,7 +120,7 @@ def test_verify_refuses_a_foreign_file(tmp_path, capsys):
 
 
 SHIPPED_PRUNE_CONFIGS = {"bias-random", "digits-cnn-state-dict", "small-random"}
-SHIPPED_EXPERIMENTS = {"theorem2", "theorem3", "theorem4"}
+SHIPPED_EXPERIMENTS = {"theorem2", "theorem3", "theorem4", "lplus1"}
 
 
 def _sweep_size(config) -> int:
@@ -140,12 +140,13 @@ def test_shipped_configs_are_valid():
 
     from sslth.config import Config, TargetConfig, load_config, load_target
     from sslth.experiments import load_config as load_experiment
-    from sslth.experiments import theorem2, theorem3, theorem4
+    from sslth.experiments import lplus1, theorem2, theorem3, theorem4
     from sslth.search.options import PruneOptions
 
     paths = sorted((ROOT / "configs").glob("*.toml"))
     experiments = {"theorem2": theorem2.Config, "theorem3": theorem3.Config}
     experiments["theorem4"] = theorem4.Config
+    experiments["lplus1"] = lplus1.Config
     expected = SHIPPED_PRUNE_CONFIGS | {
         f"{name}{suffix}" for name in SHIPPED_EXPERIMENTS for suffix in ("", "-quick")
     }
