@@ -17,10 +17,16 @@ from torch import nn
 
 from sslth.certify import Certificate, PairOperator, certify_operators, pair_operator
 from sslth.errors import NotATicketError
-from sslth.graph import GraphNetwork, expected_steps
-from sslth.kinds import has_convolution
-from sslth.modules import effective_parameter, global_hook_problem, module_problem
-from sslth.ops import op_of_module
+from sslth.graph import GraphNetwork, check_graph, expected_steps
+from sslth.kinds import Conv2d, has_convolution
+from sslth.modules import (
+    effective_parameter,
+    global_hook_problem,
+    module_problem,
+    pruning_state,
+)
+from sslth.ops import RELU, Op, op_of_module
+from sslth.probe import affine_probe_problem, op_probe_problem
 from sslth.rounding import Arithmetic, arithmetic_of
 from sslth.target import Target, as_target
 
@@ -40,9 +46,9 @@ class PairReading:
 
 
 def _mask(module: nn.Module, name: str) -> torch.Tensor:
-    mask = getattr(module, name + "_mask", None)
-    if mask is not None:
-        return mask.detach() != 0
+    state = pruning_state(module, name)
+    if state is not None:
+        return state[1].detach() != 0
     return effective_parameter(module, name) != 0
 
 
@@ -123,7 +129,49 @@ def read_ticket_network(target: Target, network: nn.Module) -> tuple[list[PairRe
     device = devices.pop() if devices else "cpu"
     # every module was checked against its layer's kind above: the kinds say whether it has a conv
     convolution = has_convolution(layer.kind for layer in target.layers)
-    return readings, arithmetic_of(dtype, device, convolution=convolution)
+    arithmetic = arithmetic_of(dtype, device, convolution=convolution)
+    _probe(target, modules, layout, dtype, device)
+    return readings, arithmetic
+
+
+def _op_shapes(target: Target) -> list[tuple[int, ...]]:
+    """The per-example input shape of each operation step, in the order of the layout."""
+    if target.graph:
+        shapes = check_graph(target.graph, target.layers, target.input_shape)
+        return [shapes[node.inputs[0]] for node in target.graph if node.op is not None]
+    shapes, shape = [], tuple(target.input_shape)
+    for index in range(len(target.layers) + 1):
+        for op in target.ops[index]:
+            shapes.append(shape)
+            shape = op.out_shape(shape)
+        if index < len(target.layers):
+            shape = target.layers[index].out_shape
+    return shapes
+
+
+def _probe(target: Target, modules, layout, dtype: torch.dtype, device: str) -> None:
+    """Run every module on the probe inputs (:mod:`sslth.probe`) and refuse, by name, one that
+    does not compute the operation or the affine map of the weights just read."""
+    op_shapes = iter(_op_shapes(target))
+    hidden: tuple[int, ...] = ()
+    for position, (module, (role, index)) in enumerate(zip(modules, layout, strict=True)):
+        if role == "op":
+            problem = op_probe_problem(module, index, next(op_shapes), dtype, device)
+        elif role == "relu":
+            problem = op_probe_problem(module, Op(RELU), hidden, dtype, device)
+        else:
+            layer = target.layers[index]
+            weight = effective_parameter(module, "weight")
+            bias = effective_parameter(module, "bias")
+            kind, shape = layer.kind, hidden
+            if role == "first":
+                shape = layer.in_shape
+                if isinstance(kind, Conv2d):
+                    kind = Conv2d((1, 1), in_hw=kind.in_hw)
+                hidden = (weight.shape[0], *shape[1:])
+            problem = affine_probe_problem(module, weight, bias, kind, shape, dtype, device)
+        if problem:
+            raise NotATicketError(f"module {position} ({type(module).__name__}) {problem}")
 
 
 def _graph_steps(target: Target, network: nn.Module) -> list[nn.Module]:
@@ -170,11 +218,8 @@ def _reading(first: nn.Module, second: nn.Module) -> PairReading:
             f"a pair's layers do not chain: {u.shape[0]} hidden units, then {v.shape[1]} inputs"
         )
     bias = effective_parameter(first, "bias")
-    original = getattr(first, "weight_orig", first.weight).detach()
-    bias_original = None
-    if first.bias is not None or hasattr(first, "bias_orig"):
-        bias_original = getattr(first, "bias_orig", None)
-        bias_original = (first.bias if bias_original is None else bias_original).detach()
+    original = _original(first, "weight")
+    bias_original = None if bias is None else _original(first, "bias")
     return PairReading(
         first_weight=u,
         first_bias=bias,
@@ -185,6 +230,12 @@ def _reading(first: nn.Module, second: nn.Module) -> PairReading:
         first_original=original,
         first_bias_original=bias_original,
     )
+
+
+def _original(module: nn.Module, name: str) -> torch.Tensor:
+    """The tensor before masking: ``<name>_orig`` under torch's pruning hook, else itself."""
+    state = pruning_state(module, name)
+    return (getattr(module, name) if state is None else state[0]).detach()
 
 
 def network_operators(

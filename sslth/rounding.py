@@ -83,18 +83,7 @@ def arithmetic_of(dtype: torch.dtype, device: torch.device | str, *, convolution
     if torch.device(device).type == "cpu" and dtype == torch.float32:
         _check_cpu_float32(convolution)
     if torch.device(device).type == "cuda" and dtype == torch.float32:
-        if torch.get_float32_matmul_precision() == "medium":
-            raise NotATicketError(
-                "float32 on CUDA with matmul precision 'medium' may compute in bfloat16, which "
-                "is not certified: use torch.set_float32_matmul_precision('highest') or 'high' "
-                "(TF32, certified with its unit roundoff), or float64"
-            )
-        tf32 = torch.backends.cuda.matmul.allow_tf32 or (
-            torch.get_float32_matmul_precision() != "highest"
-        )
-        if convolution and torch.backends.cudnn.allow_tf32:
-            tf32 = True
-        if tf32:
+        if _cuda_tf32(convolution):
             name, u = "float32 with TF32", TF32_UNIT_ROUNDOFF
     return Arithmetic(name, u, _SMALLEST_NORMAL[dtype], _LARGEST[dtype])
 
@@ -103,18 +92,22 @@ def _check_cpu_float32(convolution: bool) -> None:
     """Refuse CPU float32 settings whose arithmetic the rounding term does not cover.
 
     * Reduced-precision float32 (``torch.set_float32_matmul_precision`` other than "highest",
-      or oneDNN's ``fp32_precision`` set to bf16/tf32) may round operands to bfloat16.
+      or an ``fp32_precision`` of oneDNN or of ``torch.backends`` set to bf16/tf32) may round
+      operands to bfloat16. Settings torch itself cannot read (legacy and new APIs mixed) are
+      refused too.
     * With oneDNN convolutions off (or absent), a float32 conv with a batch of 16 or more runs
       on NNPACK, whose fast (Winograd/FFT-type) algorithms are not dot products: an adversarial
       review measured 5.3x the certified error on a crafted ticket network.
     """
+    paths = ("", "mkldnn.", "mkldnn.matmul.") + (("mkldnn.conv.",) if convolution else ())
     reduced = [
-        f"torch.backends.mkldnn.{part}fp32_precision = {value!r}"
-        for part, value in _mkldnn_precisions()
-        if value in ("bf16", "tf32")
+        f"torch.backends.{path} = {value!r}"
+        for path, value in fp32_precisions(paths)
+        if value not in ("none", "ieee")
     ]
-    if torch.get_float32_matmul_precision() != "highest":
-        reduced.append(f"float32 matmul precision {torch.get_float32_matmul_precision()!r}")
+    precision = float32_matmul_precision()
+    if precision != "highest":
+        reduced.append(f"float32 matmul precision {precision!r}")
     if reduced:
         raise NotATicketError(
             f"float32 on the CPU with reduced precision allowed ({'; '.join(reduced)}) is not "
@@ -131,13 +124,52 @@ def _check_cpu_float32(convolution: bool) -> None:
         )
 
 
-def _mkldnn_precisions() -> list[tuple[str, str]]:
-    """oneDNN's float32 precision settings that this torch has: (attribute prefix, value)."""
-    mkldnn = torch.backends.mkldnn
-    owners = (("", mkldnn), ("matmul.", getattr(mkldnn, "matmul", None)))
-    owners += (("conv.", getattr(mkldnn, "conv", None)),)
-    values = [(part, getattr(owner, "fp32_precision", None)) for part, owner in owners]
-    return [(part, value) for part, value in values if isinstance(value, str)]
+def _cuda_tf32(convolution: bool) -> bool:
+    """Whether CUDA float32 may run in TF32 (refused when it may run in bfloat16)."""
+    paths = ("", "cuda.matmul.") + (("cudnn.", "cudnn.conv.") if convolution else ())
+    values = dict(fp32_precisions(paths))
+    precision = float32_matmul_precision()
+    if precision in ("medium", "mixed") or "bf16" in values.values():
+        raise NotATicketError(
+            f"float32 on CUDA with matmul precision {precision!r} (or an fp32_precision of "
+            "'bf16') may compute in bfloat16, which is not certified: use "
+            "torch.set_float32_matmul_precision('highest') or 'high' (TF32, certified with its "
+            "unit roundoff), or float64"
+        )
+    tf32 = precision != "highest" or "tf32" in values.values()
+    tf32 |= _legacy_flag(lambda: torch.backends.cuda.matmul.allow_tf32)
+    return tf32 or (convolution and _legacy_flag(lambda: torch.backends.cudnn.allow_tf32))
+
+
+def _legacy_flag(read) -> bool:
+    """A legacy TF32 flag; True where torch cannot say (legacy and new APIs mixed)."""
+    try:
+        return bool(read())
+    except RuntimeError:
+        return True
+
+
+def float32_matmul_precision() -> str:
+    """``torch.get_float32_matmul_precision()``, or "mixed" where torch raises because the
+    legacy and the new precision APIs were both used (nothing can then be assumed)."""
+    try:
+        return torch.get_float32_matmul_precision()
+    except RuntimeError:
+        return "mixed"
+
+
+def fp32_precisions(paths: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The ``fp32_precision`` settings of ``torch.backends.<path>`` that this torch has:
+    (path + "fp32_precision", value); e.g. paths ("", "mkldnn.conv.")."""
+    found = []
+    for path in paths:
+        owner = torch.backends
+        for part in path.split(".")[:-1]:
+            owner = getattr(owner, part, None)
+        value = getattr(owner, "fp32_precision", None)
+        if isinstance(value, str):
+            found.append((path + "fp32_precision", value))
+    return found
 
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -21,8 +21,14 @@ from torch import nn
 from sslth.errors import TargetError, UnsupportedTargetError
 from sslth.graph import check_graph, graph_network, run_graph
 from sslth.kinds import DENSE, LAYER_MODULES, LayerKind, has_convolution, kind_of_module
-from sslth.modules import effective_parameter, global_hook_problem, module_problem
+from sslth.modules import (
+    effective_parameter,
+    global_hook_problem,
+    module_problem,
+    tensor_problem,
+)
 from sslth.ops import RELU, SUPPORTED_OPS, Op, op_of_module
+from sslth.probe import affine_probe_problem, op_probe_problem
 from sslth.sizes import check_example_size
 
 _LAYERS = LAYER_MODULES
@@ -219,6 +225,9 @@ def _copy(tensor, name: str, dims: int) -> torch.Tensor:
         raise UnsupportedTargetError(
             f"{name} must be a tensor or array, got {type(tensor).__name__}"
         )
+    problem = tensor_problem(tensor)
+    if problem:
+        raise UnsupportedTargetError(f"{name} {problem}")
     if tensor.dim() != dims:
         raise TargetError(f"{name} must have {dims} dimensions, got shape {tuple(tensor.shape)}")
     if not (tensor.dtype.is_floating_point or tensor.dtype in (torch.int32, torch.int64)):
@@ -247,8 +256,8 @@ def _check_computes_its_layers(model: nn.Sequential) -> None:
         problem = module_problem(module, allowed)
         if problem:
             raise UnsupportedTargetError(
-                f"layer {position} ({type(module).__name__}) {problem}: the target would not "
-                "compute what its weights say; refusing rather than certifying another function"
+                f"layer {position} ({type(module).__name__}) {problem}; sslth refuses rather "
+                "than certify a function the target may not compute"
             )
 
 
@@ -318,9 +327,13 @@ def _from_sequential(model: nn.Sequential, input_shape: Sequence[int] | None) ->
     for index, group in enumerate(groups):
         for position, op in group:
             try:
-                shape = op.out_shape(shape)
+                out_shape = op.out_shape(shape)
             except ValueError as error:
                 raise TargetError(f"layer {position}: {error}") from None
+            problem = op_probe_problem(model[position], op, shape, torch.float64, "cpu")
+            if problem:
+                raise UnsupportedTargetError(f"layer {position} ({op.name}) {problem}")
+            shape = out_shape
         ops.append(tuple(op for _, op in group))
         if index == len(layers):
             break
@@ -334,6 +347,11 @@ def _read_layer(module: nn.Module, position: int, shape: tuple[int, ...]) -> Tar
     """The float64 layer of ``module``, which receives examples of ``shape``."""
     kind, name, dims = kind_of_module(module).read_module(module, position, shape)
     weight = _copy(effective_parameter(module, "weight"), f"{name} weight", dims)
+    if weight.numel() == 0:
+        raise TargetError(
+            f"{name} has an empty weight of shape {tuple(weight.shape)}: a layer needs at "
+            "least one input and one output"
+        )
     bias = effective_parameter(module, "bias")
     bias = None if bias is None else _copy(bias, f"{name} bias", 1)
     if bias is not None:
@@ -341,7 +359,17 @@ def _read_layer(module: nn.Module, position: int, shape: tuple[int, ...]) -> Tar
             kind.bias_tap  # noqa: B018  (raises when no kernel position can carry the bias)
         except ValueError as error:
             raise UnsupportedTargetError(f"{name}: {error}") from None
+    _probe_layer(module, name, weight, bias, kind, shape)
     return TargetLayer(weight, bias, kind)
+
+
+def _probe_layer(module, name: str, weight, bias, kind: LayerKind, shape) -> None:
+    """Refuse a layer that, run on the probe inputs, does not compute the map of the weights
+    just read (:mod:`sslth.probe`): whatever dressing the structural checks missed."""
+    ran = effective_parameter(module, "weight")
+    problem = affine_probe_problem(module, weight, bias, kind, shape, ran.dtype, ran.device)
+    if problem:
+        raise UnsupportedTargetError(f"{name} {problem}")
 
 
 def as_target(target, *, input_shape: Sequence[int] | None = None) -> Target:
