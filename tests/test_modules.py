@@ -25,6 +25,7 @@ from sslth.errors import UnsupportedTargetError
 from sslth.kinds import DENSE
 from sslth.modules import effective_parameter, module_problem, tensor_problem
 from sslth.probe import affine_probe_problem
+from tests.dressings import DRESSINGS, dress_stray_buffers
 
 RADIUS = 1.5
 
@@ -49,111 +50,6 @@ def case():
     target = random_target([5, 8, 4], bias=True, seed=3)
     ticket = sslth.prune(target, 0.05, 0.5, radius=RADIUS, progress=False, empirical_samples=300)
     return target, ticket
-
-
-class _Tripling(torch.Tensor):
-    """A weight whose F.linear is three times torch's."""
-
-    @classmethod
-    def __torch_function__(cls, func, types, args=(), kwargs=None):
-        out = super().__torch_function__(func, types, args, kwargs or {})
-        return out * 3 if func is functional.linear else out
-
-
-class _Triple(nn.Module):
-    def forward(self, weight):
-        return 3 * weight
-
-
-def _stray_buffers(module: nn.Module) -> None:
-    module.register_buffer("weight_orig", module.weight.detach().clone())
-    module.register_buffer("weight_mask", torch.ones_like(module.weight))
-    with torch.no_grad():
-        module.weight.mul_(3)
-
-
-def _hook_removed(module: nn.Module) -> None:
-    prune.identity(module, "weight")
-    for key, hook in list(module._forward_pre_hooks.items()):
-        if hook._tensor_name == "weight":
-            del module._forward_pre_hooks[key]
-    module.weight = module.weight_orig.detach() * 3
-
-
-def _parametrized(module: nn.Module) -> None:
-    parametrize.register_parametrization(module, "weight", _Triple())
-
-
-def _subclass_weight(module: nn.Module) -> None:
-    module.weight = nn.Parameter(module.weight.detach().as_subclass(_Tripling))
-
-
-def _shadowed(module: nn.Module) -> None:
-    module.__dict__["weight"] = module.weight.detach() * 3
-
-
-def _replaced_parameters(module: nn.Module) -> None:
-    class Lying(dict):
-        def __getitem__(self, key):
-            value = super().__getitem__(key)
-            return value * 3 if key == "weight" else value
-
-    module._parameters = Lying(module._parameters)
-
-
-def _swapped_class(module: nn.Module) -> None:
-    base = type(module)
-    module.__class__ = type(
-        "Swapped", (base,), {"forward": lambda self, x: 3 * base.forward(self, x)}
-    )
-
-
-def _weight_property(module: nn.Module) -> None:
-    original = module.weight.detach().clone()
-    del module.weight
-    module.__class__ = type(
-        "Propertied", (type(module),), {"weight": property(lambda self: 3 * original)}
-    )
-
-
-def _getattr_override(module: nn.Module) -> None:
-    base = type(module)
-
-    def lookup(self, name):
-        value = base.__getattr__(self, name)
-        return 3 * value if name == "weight" else value
-
-    module.__class__ = type("Looked", (base,), {"__getattr__": lookup})
-
-
-def _instance_call_impl(module: nn.Module) -> None:
-    call = module._call_impl
-    module._call_impl = lambda *args, **kwargs: 3 * call(*args, **kwargs)
-
-
-def _compiled(module: nn.Module) -> None:
-    module.compile()
-
-
-def _subclass_mask(module: nn.Module) -> None:
-    prune.identity(module, "weight")
-    module.weight_mask = module.weight_mask.as_subclass(_Tripling)
-
-
-DRESSINGS = {
-    "stray weight_orig/weight_mask buffers": (_stray_buffers, "holds weight_orig"),
-    "pruning hook removed, weight set": (_hook_removed, "holds weight_orig"),
-    "parametrize": (_parametrized, "parametrization"),
-    "tensor subclass weight": (_subclass_weight, "torch.Tensor subclass"),
-    "instance attribute shadowing weight": (_shadowed, "shadowing"),
-    "replaced _parameters dict": (_replaced_parameters, "_parameters replaced"),
-    "__class__ swapped": (_swapped_class, "own forward"),
-    "weight property in a subclass": (_weight_property, "own weight"),
-    "__getattr__ in a subclass": (_getattr_override, "own __getattr__"),
-    "_call_impl on the instance": (_instance_call_impl, "_call_impl assigned"),
-    "module.compile()": (_compiled, "compiled"),
-    "tensor subclass mask": (_subclass_mask, "torch.Tensor subclass"),
-}
 
 
 @pytest.mark.parametrize("name", list(DRESSINGS))
@@ -247,7 +143,7 @@ def test_the_old_reading_was_a_false_certificate(case):
     target, ticket = case
     network = ticket.export()
     honest = sslth.certify(target, network, RADIUS).bound
-    _stray_buffers(network[0])
+    dress_stray_buffers(network[0])
     assert _observed(target, network) > 10 * honest
 
 
