@@ -64,10 +64,13 @@ def _accumulation_roundoff(dtype: torch.dtype, device: torch.device) -> tuple[fl
         return stored, stored
     cuda = torch.device(device).type != "cpu"
     if dtype == torch.float32:
-        paths = ("", "mkldnn.", "mkldnn.matmul.", "mkldnn.conv.", "cuda.matmul.", "cudnn.conv.")
-        reduced = float32_matmul_precision() != "highest" or any(
-            value == "bf16" or (value == "tf32" and not cuda) for _, value in fp32_precisions(paths)
-        )
+        if cuda:
+            paths, lowest = ("", "cuda.matmul.", "cudnn.conv."), ("bf16",)
+            reduced = float32_matmul_precision() in ("medium", "mixed")
+        else:
+            paths, lowest = ("", "mkldnn.", "mkldnn.matmul.", "mkldnn.conv."), ("bf16", "tf32")
+            reduced = float32_matmul_precision() != "highest"
+        reduced |= any(value in lowest for _, value in fp32_precisions(paths))
         if reduced:
             return 2.0**-8, stored
         return (2.0**-11 if cuda else stored), stored

@@ -3,6 +3,8 @@ mutation audit found untested, and the probe cross-check on every module."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -56,17 +58,8 @@ class _ConvForward(nn.Conv2d):
 def test_a_conv_subclass_overriding_only_conv_forward_is_refused(conv_case, position):
     target, ticket = conv_case
     network = ticket.export()
-    module = network[position]
-    dressed = _ConvForward(
-        module.in_channels,
-        module.out_channels,
-        module.kernel_size,
-        stride=module.stride,
-        padding=module.padding,
-        dilation=module.dilation,
-        bias=module.bias is not None,
-    ).double()
-    dressed.load_state_dict(module.state_dict())
+    dressed = copy.deepcopy(network[position])
+    dressed.__class__ = _ConvForward
     network[position] = dressed
     with pytest.raises(sslth.NotATicketError, match=f"module {position} .*_conv_forward"):
         sslth.certify(target, network)
