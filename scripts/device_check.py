@@ -1,7 +1,7 @@
 """One prepared device check: CUDA tests, solver and prune benchmarks, the digits demo.
 
     python scripts/device_check.py --out DIR                      # one GPU: about 3-5 min, <= 7.5
-    python scripts/device_check.py --quick --device cpu --out DIR  # any CPU: under 2 minutes
+    python scripts/device_check.py --quick --device cpu --out DIR  # any CPU: under 3 minutes
 
 Made to run once, unattended, on a machine whose python already has CUDA PyTorch (and pytest,
 scikit-learn, scipy, matplotlib) and that reaches no network: from a fresh checkout it installs
@@ -16,7 +16,10 @@ only the project (``pip install --no-deps --no-build-isolation -e .``, offline),
        leaves: both run last), each with its goal on one H100/H200 and its operator count;
     4. the digits demo on the device (given ``--device`` once digits_demo.py has that option;
        until then it prunes on CUDA whenever CUDA is visible, and ``--device cpu`` hides the
-       GPUs with ``CUDA_VISIBLE_DEVICES=``); the step fails unless its report names the device.
+       GPUs with ``CUDA_VISIBLE_DEVICES=``); the step fails unless its report names the device;
+    5. ``attack_device.py``: float32 tickets (dense and conv) certified on the device and attacked
+       under ``torch.backends.cudnn.benchmark = True`` with TF32 off and on; the step fails if
+       any observed error exceeds its certificate (issue 23).
 
 Each step runs in its own process group under a time limit (its own cap and what is left of the
 overall budget); a step that fails or times out is recorded (status, exit code, the tail of its
@@ -54,7 +57,7 @@ TABLE_NAME = "device_check.md"
 # Seconds. The full check must end within 8 minutes on one H100, starts included: the overall
 # budget leaves half a minute for the interpreter, the environment probe and the table.
 FULL_BUDGET = 450.0
-QUICK_BUDGET = 110.0
+QUICK_BUDGET = 170.0
 # a step with less time than this left is not started (it could not finish anyway)
 MIN_STEP = {False: 15.0, True: 5.0}
 # after SIGTERM, how long a step's process group gets before SIGKILL
@@ -70,6 +73,7 @@ CAPS = {
     "subset-sum": (120, 45),
     "prune-784-500-10": (150, 40),
     "digits": (90, 60),
+    "soundness-float32": (120, 60),
     "prune-lenet5": (150, 0),
     "prune-2048-2048-10": (150, 0),
 }
@@ -158,6 +162,7 @@ class Check:
             "subset-sum": "2. bench_subset_sum pensia, device vs 1 CPU thread",
             "prune-784-500-10": f"3. bench_prune {PRUNE_TARGET[self.quick]}",
             "digits": "4. digits demo",
+            "soundness-float32": "5. float32 attack, cuDNN benchmark, TF32 off and on",
             "prune-lenet5": "3b. bench_prune lenet5 (if bench_prune has it)",
             "prune-2048-2048-10": "3c. bench_prune 2048-2048-10 (what the budget leaves)",
         }
@@ -416,6 +421,15 @@ class Check:
                 step.status = "FAIL"
                 step.notes.append(f"the demo pruned on {ran_on}, not {self.device}")
 
+    def soundness(self, step: Step) -> None:
+        # in the scratch folder: OUT already holds its eight files; the table has the figures
+        path = self.scratch / "soundness_float32.json"
+        cmd = [self.python, "scripts/attack_device.py", "--device", self.device]
+        cmd += ["--json", str(path)] + (["--quick"] if self.quick else [])
+        self.run(step, cmd)
+        if path.exists():
+            step.result = _summary(_soundness_result, path)
+
     # ------------------------------------------------------------------ the table
     def write_table(self, final: bool = False) -> str:
         elapsed = time.monotonic() - self.start
@@ -475,6 +489,7 @@ class Check:
                 s, PRUNE_TARGET[self.quick], () if self.quick else ("--count-ops",)
             ),
             "digits": self.digits,
+            "soundness-float32": self.soundness,
             "prune-lenet5": self.lenet5,
             "prune-2048-2048-10": self.big,
         }
@@ -552,6 +567,17 @@ def _prune_result(d: dict) -> str:
         + (f", GPU {gpu:.2f} GiB" if gpu else "")
         + ops_text
     )
+
+
+def _soundness_result(d: dict) -> str:
+    parts = []
+    for row in d["rows"]:
+        name = f"{row['case']} TF32 {'on' if row['tf32'] else 'off'}"
+        if "refused" in row:
+            parts.append(f"{name}: refused")
+        else:
+            parts.append(f"{name}: {row['ratio']:.3f} (rounding part {row['rounding_ratio']:.3g})")
+    return f"worst observed/certified {d['worst_ratio']:.4f} on {d['device']}; " + "; ".join(parts)
 
 
 def _digits_result(d: dict) -> str:

@@ -29,7 +29,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CERTIFICATE = ["tests/test_rounding.py", "tests/test_reference.py", "tests/test_bias.py"]
+CERTIFICATE = [
+    "tests/test_certify.py",
+    "tests/test_rounding.py",
+    "tests/test_reference.py",
+    "tests/test_bias.py",
+]
 SETTINGS = ["tests/test_rounding.py", "tests/test_arithmetic_settings.py"]
 READING = ["tests/test_modules.py", "tests/test_network.py"]
 LOADING = ["tests/test_ticket.py", "tests/test_load_refusals.py", "tests/test_trust.py"]
@@ -69,7 +74,7 @@ MUTANTS = [
     ),
     Mutant(
         "sslth/certify.py",
-        "return kind.operator_norm(weight) * (1 + 1e-9)",
+        "return kind.operator_norm(weight) * (1 + NORM_RELATIVE_ERROR)",
         "return kind.operator_norm(weight) * (1 - 1e-3)",
         CERTIFICATE,
         "operator norms rounded down",

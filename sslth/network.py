@@ -26,7 +26,7 @@ from sslth.modules import (
     pruning_state,
 )
 from sslth.ops import RELU, Op, op_of_module
-from sslth.probe import affine_probe_problem, op_probe_problem
+from sslth.probe import affine_probe_problem, op_probe_problem, operator_probe_problem
 from sslth.rounding import Arithmetic, arithmetic_of
 from sslth.target import Target, as_target
 
@@ -294,4 +294,17 @@ def certify(target, network: nn.Module, radius: float = 1.0, *, input_shape=None
         return certify_lplus1(spec, target, network, float(radius))
     readings, arithmetic = read_ticket_network(target, network)
     operators = network_operators(target, readings)
-    return certify_operators(target, operators, float(radius), arithmetic)
+    certificate = certify_operators(target, operators, float(radius), arithmetic)
+    check_operators(target, network, operators, certificate)
+    return certificate
+
+
+def check_operators(target: Target, network: nn.Module, operators, certificate) -> None:
+    """Refuse ``network`` when, run on the probe points of the ball, it strays from the
+    operators its certificate reasons about by more than the certified rounding
+    (:func:`sslth.probe.operator_probe_problem`)."""
+    weight = next(m for m in network if isinstance(m, (nn.Linear, nn.Conv2d)))
+    ran = effective_parameter(weight, "weight")
+    problem = operator_probe_problem(target, network, operators, certificate, ran.dtype, ran.device)
+    if problem:
+        raise NotATicketError(f"the network's {problem}: not what a ticket computes")

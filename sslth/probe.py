@@ -160,10 +160,10 @@ def affine_probe_problem(
         A message naming what differs (to follow the module's name), or None.
     """
     x = probe_inputs(in_shape, dtype, device)
-    out, problem = _run(module, x)
+    count, flat = x.shape[0], x.reshape(x.shape[0], -1).to(device="cpu", dtype=torch.float64)
+    out, problem = _run(module, x)  # after the copy: a module may write into its input
     if problem:
         return problem
-    count, flat = x.shape[0], x.reshape(x.shape[0], -1).to(device="cpu", dtype=torch.float64)
     weight = weight.detach().to("cpu")
     bias = None if bias is None else bias.detach().to("cpu")
     reference = _chunked(weight, bias, lambda w, b: kind.apply(flat, w, b), count)
@@ -192,13 +192,82 @@ def op_probe_problem(
     """Why a parameter-free ``module`` does not compute ``op`` on the probe inputs (None when
     it does): exactly for ReLU, Flatten and max pooling, within γ_{s+1} for an average pool."""
     x = probe_inputs(in_shape, dtype, device)
-    out, problem = _run(module, x)
+    flat = x.reshape(x.shape[0], -1).to(device="cpu", dtype=torch.float64)
+    out, problem = _run(module, x)  # after the copy: a module may write into its input
     if problem:
         return problem
-    flat = x.reshape(x.shape[0], -1).to(device="cpu", dtype=torch.float64)
     reference = op.apply(flat, in_shape).reshape(x.shape[0], -1)
     terms = op.rounding_terms()
     accumulate, stored = _accumulation_roundoff(dtype, device)
     magnitude = op.apply(flat.abs(), in_shape).reshape(x.shape[0], -1)
     relative = (_gamma(terms, accumulate) + stored + _gamma(terms, _U64)) if terms else 0.0
     return _compare(out, reference, relative * magnitude)
+
+
+def ball_probes(shape: tuple[int, ...], radius: float, dtype: torch.dtype, device) -> torch.Tensor:
+    """The probe inputs scaled into the ball of ``radius`` (the zero input, then points just
+    inside the sphere), exactly representable in ``dtype``."""
+    x = probe_inputs(shape, torch.float64, "cpu").reshape(PROBES, -1)
+    norms = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-300)
+    x = x / norms * radius * (1 - 2.0**-20)
+    return x.to(dtype).reshape(PROBES, *shape).to(device)
+
+
+def _reference_rounding(target, operators, radius: float) -> list[float]:
+    """Bound on how far the float64 evaluation of the operators (``ticket_forward``) can be
+    from exact, after each pair: each output is a dot product of at most 2·d_in·taps + 2 terms
+    over entries of A and B that carry their own sums' rounding, so it errs by γ_n (|A| σ(x) +
+    |B| σ(−x) + |offset|); in norm at most γ_n (M (Z + δ) + ‖offset‖ √positions), M bounded by
+    √taps ‖[|A|, |B|]‖_F (no eigen-solver needed), then amplified by the next pairs like any
+    deviation (‖[A, −B]‖ ≤ M)."""
+    z, delta, out = radius, 0.0, []
+    for index, op in enumerate(operators):
+        for item in target.ops[index]:
+            delta += _gamma(item.rounding_terms(), _U64) * (z + delta)
+        kind, stats = op.kind, op.stats
+        magnitudes = torch.cat([stats.abs_positive, stats.abs_negative], dim=1)
+        bound = math.sqrt(kind.taps) * float(torch.linalg.vector_norm(magnitudes))
+        offset = float(torch.linalg.vector_norm(stats.abs_offset)) * math.sqrt(kind.positions)
+        terms = 2 * op.positive[0].numel() + 2 + stats.terms_per_entry
+        delta = bound * delta + _gamma(terms, _U64) * (bound * (z + delta) + offset)
+        z = bound * z + offset
+        out.append(delta)
+    return out
+
+
+def operator_probe_problem(target, network: nn.Module, operators, certificate, dtype, device):
+    """Why ``network`` (a ticket's ``nn.Sequential``, already read) does not compute the
+    operators the certificate reasons about on the probe points of the ball (None when it
+    does): after each pair, ‖network(x) − operators(x)‖ must be within the certificate's
+    rounding bound Δ_i for that pair plus the float64 rounding of the comparison itself.
+
+    This checks the reduction of each pair to A σ(x) − B σ(−x) + offset (which the per-module
+    probes take on trust) against the modules as they run, end to end.
+    """
+    radius = certificate.radius
+    slack = _reference_rounding(target, operators, radius)
+    x = ball_probes(tuple(target.input_shape), radius, dtype, device)
+    exact = x.reshape(PROBES, -1).to(device="cpu", dtype=torch.float64)
+    modules, position, shape = list(network), 0, tuple(target.input_shape)
+    with torch.no_grad():
+        for index in range(len(target.layers) + 1):
+            for op in target.ops[index]:
+                x = modules[position](x)
+                exact, shape, position = op.apply(exact, shape), op.out_shape(shape), position + 1
+                exact = exact.reshape(PROBES, -1)
+            if index == len(target.layers):
+                return None
+            for module in modules[position : position + 3]:
+                x = module(x)
+            position += 3
+            exact = operators[index](exact.to(operators[index].positive.device)).cpu()
+            shape = target.layers[index].out_shape
+            gap = torch.linalg.vector_norm(x.reshape(PROBES, -1).cpu().double() - exact, dim=1)
+            allowed = (certificate.layers[index].rounding_bound + slack[index]) * (1 + 1e-9)
+            if not bool((gap <= allowed).all()):
+                return (
+                    f"pair {index + 1} (modules {position - 3}-{position - 1}) computes "
+                    f"{float(gap.max()):.3g} away from the operator the certificate reasons about "
+                    f"on a probe input (rounding allows {allowed:.3g})"
+                )
+    return None

@@ -31,7 +31,7 @@ from sslth.errors import NetworkTooLarge, NotATicketError, SslthError
 from sslth.graph import GraphNetwork, Node
 from sslth.kinds import kind_from_dict
 from sslth.masks import PairMasks, apply_pair_masks, plain_copy
-from sslth.network import network_operators, read_ticket_network
+from sslth.network import check_operators, network_operators, read_ticket_network
 from sslth.ops import RELU, Op
 from sslth.report import Report, build_report, layer_report
 from sslth.rounding import DTYPES
@@ -281,6 +281,8 @@ class Ticket:
         # what ticket(x) runs: the network (float64, graphs), or the sparse export (float32)
         arithmetic = deployed_arithmetic(self.dtype, self.device, self.target)
         certificate = certify_operators(self.target, operators, self.radius, arithmetic)
+        if self._network is not None:
+            check_operators(self.target, self.network, operators, certificate)
         layer_reports = [
             layer_report(
                 spec,

@@ -20,6 +20,7 @@ STEPS = [
     "subset-sum",
     "prune-784-500-10",
     "digits",
+    "soundness-float32",
     "prune-lenet5",
     "prune-2048-2048-10",
 ]
@@ -35,7 +36,7 @@ def quick_run(tmp_path_factory):
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
-        timeout=300,  # the script's own budget is 110 s; this only guards against a hang
+        timeout=400,  # the script's own budget is 170 s; this only guards against a hang
     )
     return done, out
 
@@ -72,6 +73,7 @@ def test_quick_run_results_are_real(quick_run):
     # the quick run times one prune and says its operators were not counted (the full run
     # counts them in a second prune)
     assert re.search(r"64-32-10 .*s end to end.*operators not counted", text), text
+    assert re.search(r"worst observed/certified [\d.]+ on cpu", text), text
     for name in ("subset_sum.json", "prune_64-32-10.json", "digits_report.json"):
         assert (out / name).is_file(), name
     # at most the eight files the device tool brings back

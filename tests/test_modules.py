@@ -189,6 +189,19 @@ def test_global_modes_and_patched_functionals_are_refused(case, monkeypatch):
         sslth.certify(readable, network, RADIUS)
 
 
+def test_a_class_level_patch_of_linear_forward_is_caught_by_the_probe(case, monkeypatch):
+    """Patching nn.Linear itself leaves every structural check satisfied (the module is a plain
+    Linear); running it on the probe inputs shows that it computes something else."""
+    target, ticket = case
+    readable, network = sslth.as_target(target), ticket.export()
+    forward = nn.Linear.forward
+    monkeypatch.setattr(nn.Linear, "forward", lambda self, x: 3 * forward(self, x))
+    with pytest.raises(sslth.NotATicketError, match="module 0 .*does not compute what its"):
+        sslth.certify(readable, network, RADIUS)
+    with pytest.raises(UnsupportedTargetError, match="layer 0 .*does not compute what its"):
+        sslth.as_target(target)
+
+
 def test_foreign_and_duplicate_pruning_hooks_are_refused(case):
     target, ticket = case
 

@@ -80,3 +80,26 @@ def test_the_probe_accepts_real_tickets_in_both_dtypes(dense_case, conv_case):
     for target, ticket in (dense_case, conv_case):
         for network in (ticket.network, ticket.export(), ticket.export().float()):
             assert sslth.certify(target, network).bound > 0
+
+
+def test_the_operator_probe_refuses_a_wrong_reduction(dense_case, monkeypatch):
+    """If the reduction of a pair to (A, B, offset) were wrong, running the network on the
+    probe points of the ball shows it: the certificate is refused, naming the pair."""
+    target, ticket = dense_case
+    reduce = sslth.network.pair_operator
+
+    def off_by_a_little(*args, **kwargs):
+        operator = reduce(*args, **kwargs)
+        operator.positive = operator.positive * (1 + 1e-6)
+        return operator
+
+    monkeypatch.setattr("sslth.network.pair_operator", off_by_a_little)
+    with pytest.raises(sslth.NotATicketError, match="pair 1 \\(modules 0-2\\).*operator"):
+        sslth.certify(target, ticket.export())
+    network = ticket._build_network()
+    ticket._network, saved = network, ticket._network
+    try:
+        with pytest.raises(sslth.NotATicketError, match="pair 1"):
+            ticket.evaluate(samples=50)
+    finally:
+        ticket._network = saved
