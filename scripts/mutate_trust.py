@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -371,6 +372,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", type=int, nargs="*", help="mutant numbers to run")
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
+    parser.add_argument("--workers", type=int, default=2, help="mutants tested at once")
     args = parser.parse_args()
     chosen = [(i, m) for i, m in enumerate(MUTANTS) if not args.only or i in args.only]
     if args.list:
@@ -378,15 +380,22 @@ def main() -> int:
             print(f"{index:3} {mutant.path:18} {mutant.why}")
         return 0
     counts = {"killed": 0, "survived": 0, "invalid": 0}
-    with tempfile.TemporaryDirectory(prefix="sslth-mutants-") as folder:
-        workdir = Path(folder)
-        _copy_tree(workdir)
-        for index, mutant in chosen:
-            verdict, seconds = run(mutant, workdir)
-            counts[verdict] += 1
-            print(
-                f"{index:3} {verdict:8} {seconds:6.0f}s {mutant.path:18} {mutant.why}", flush=True
-            )
+    shares = [chosen[start :: args.workers] for start in range(args.workers)]
+
+    def work(share: list[tuple[int, Mutant]]) -> None:
+        with tempfile.TemporaryDirectory(prefix="sslth-mutants-") as folder:
+            workdir = Path(folder)
+            _copy_tree(workdir)
+            for index, mutant in share:
+                verdict, seconds = run(mutant, workdir)
+                counts[verdict] += 1
+                print(
+                    f"{index:3} {verdict:8} {seconds:6.0f}s {mutant.path:18} {mutant.why}",
+                    flush=True,
+                )
+
+    with ThreadPoolExecutor(args.workers) as pool:  # each worker drives its own pytest runs
+        list(pool.map(work, shares))
     valid = counts["killed"] + counts["survived"]
     print(
         f"killed {counts['killed']}/{valid} ({counts['killed'] / max(valid, 1):.0%}); "
