@@ -154,7 +154,12 @@ def _instance_problem(module: nn.Module) -> str | None:
         if value is not None and type(value) not in (dict, OrderedDict):
             return f"has its {key} replaced by a {type(value).__name__}"
     for key, value in module.__dict__.items():
-        if callable(value) and not isinstance(value, (torch.Tensor, nn.Module)):
+        # a callable that shadows a method (forward, _call_impl, _conv_forward, …) changes the
+        # call; other callables (``self.activation = torch.relu``) are what a traced forward uses
+        shadows = key in ("forward", "_call_impl", "_wrapped_call_impl") or hasattr(
+            type(module), key
+        )
+        if shadows and callable(value) and not isinstance(value, (torch.Tensor, nn.Module)):
             return f"has a {key} assigned on the instance"
     return None
 
