@@ -1,7 +1,7 @@
 """sslth: sparse strong lottery tickets with a certified error and a chosen density."""
 
 from sslth._version import __version__
-from sslth.certify import empirical_error  # noqa: E402
+from sslth.certificate import empirical_error  # noqa: E402
 from sslth.construct import construct  # noqa: E402
 from sslth.errors import (  # noqa: E402
     ConfigError,

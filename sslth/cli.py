@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import sslth
-from sslth.certify import recomputation_tolerance
+from sslth.certificate import recomputation_tolerance
 from sslth.config import load_config, load_target, random_target, run_name, settings
 from sslth.device import resolve_device
 from sslth.errors import ConfigError, SslthError, TicketNotFound

@@ -7,8 +7,8 @@ At every node two pairs of bounds over the ball ‖x‖ ≤ R are carried:
   exact masked ticket's);
 * rounding part: Z ≥ ‖g_v(x)‖ and Δ ≥ ‖g̃_v(x) − g_v(x)‖ (g̃ the module as it runs).
 
-A layer node updates them as one pair of a chain does (:func:`sslth.certify.layer_step`,
-:func:`sslth.certify.pair_rounding`). An operation with Lipschitz constant and norm bound c
+A layer node updates them as one pair of a chain does (:func:`sslth.certificate.layer_step`,
+:func:`sslth.certificate.pair_rounding`). An operation with Lipschitz constant and norm bound c
 (1 for ReLU, Flatten and max pooling, 1/√(kh·kw) for average pooling, global pooling included)
 multiplies r, err, Z and Δ by c; average pooling also rounds, by γ_{s+1} times the window
 means of |g̃|, whose norm is at most c (Z + Δ). At an add y = a + b, the triangle inequality
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from sslth.certify import Certificate, LayerCertificate, layer_step, pair_rounding
+from sslth.certificate import Certificate, LayerCertificate, layer_step, pair_rounding
 from sslth.errors import NotATicketError
 from sslth.graph import op_gain, output_gains, propagate
 from sslth.rounding import Arithmetic
@@ -33,7 +33,7 @@ def certify_graph(target, operators: list, radius: float, arithmetic: Arithmetic
 
     Args:
         target: a :class:`~sslth.target.Target` with a graph.
-        operators: one :class:`~sslth.certify.PairOperator` per target layer.
+        operators: one :class:`~sslth.certificate.PairOperator` per target layer.
         radius: R.
         arithmetic: the arithmetic of the module that runs.
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sslth.certify import Certificate, PairOperator, certify_operators, pair_operator
+from sslth.certificate import Certificate, PairOperator, certify_operators, pair_operator
 from sslth.errors import NotATicketError
 from sslth.graph import GraphNetwork, check_graph, expected_steps
 from sslth.kinds import Conv2d, has_convolution
@@ -265,7 +265,7 @@ def certify(target, network: nn.Module, radius: float = 1.0, *, input_shape=None
         input_shape: the shape of one example, for a target with conv or pooling layers.
 
     Returns:
-        The :class:`~sslth.certify.Certificate` (``bound`` = exact part + rounding part); for
+        The :class:`~sslth.certificate.Certificate` (``bound`` = exact part + rounding part); for
         an l+1 ticket network (l+1 Linear modules), an
         :class:`~sslth.lplus1.certify.LPlus1Certificate` with the same fields.
 

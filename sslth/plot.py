@@ -490,7 +490,7 @@ def _bound_lines(ax: Axes, epsilon: float, certified: float, *, vertical: bool) 
 
 def _weight_errors(ticket: Ticket) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """Per pair: |A − W| and |B − W| (flattened) and |offset − b|, from the compact masks."""
-    from sslth.certify import masked_pair_operator
+    from sslth.certificate import masked_pair_operator
 
     if getattr(ticket, "construction", "2l") == "l+1":  # the copy recursion's achieved errors
         return [(f.weight_errors.numpy(), None) for f in ticket.certificate().layers]

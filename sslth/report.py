@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from sslth._version import __version__
-from sslth.certify import Certificate, PairOperator
+from sslth.certificate import Certificate, PairOperator
 from sslth.construct import PairSpec, input_of_neuron
 from sslth.target import Target
 from sslth.verdicts import measured_density, meets_density, meets_epsilon

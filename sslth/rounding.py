@@ -10,7 +10,7 @@ zero and adding it is exact, so masked weights cost nothing) plus one for a non-
 u is the unit roundoff of the arithmetic. Underflow adds at most ``eta`` per multiplication and
 addition (``eta`` = the smallest normal number, which also covers flush-to-zero modes).
 
-The propagation through a ticket's pairs is in :func:`sslth.certify.rounding_bound`
+The propagation through a ticket's pairs is in :func:`sslth.certificate.rounding_bound`
 (docs/design.md, "The rounding term").
 """
 

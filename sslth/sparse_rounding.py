@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sslth.certify import (
+from sslth.certificate import (
     Certificate,
     PairOperator,
     _Reduction,

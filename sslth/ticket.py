@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sslth.certify import certify_operators, empirical_error, masked_pair_operator
+from sslth.certificate import certify_operators, empirical_error, masked_pair_operator
 from sslth.construct import (
     SEED_LIMIT,
     PairSpec,

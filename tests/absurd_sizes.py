@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import sslth
-from sslth.certify import _landmarks
+from sslth.certificate import _landmarks
 from sslth.cli import main
 
 GiB = 2**30

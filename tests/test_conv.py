@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import sslth
-from sslth.certify import pair_operator
+from sslth.certificate import pair_operator
 from sslth.convnorm import conv_norm_power
 from sslth.kinds import Conv2d
 from tests.attack import QUICK, float64_copy, worst_gap

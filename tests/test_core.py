@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 import sslth
-from sslth.certify import PairOperator, certify_operators, empirical_error, pair_operator
+from sslth.certificate import PairOperator, certify_operators, empirical_error, pair_operator
 from sslth.construct import (
     PairSpec,
     block_diagonal,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import sslth
-from sslth.certify import _ball_points, pair_operator
+from sslth.certificate import _ball_points, pair_operator
 from sslth.config import random_target
 from sslth.construct import PairSpec, construct, specs_for
 from sslth.masks import PairMasks, plain_copy

@@ -13,7 +13,7 @@ import torch
 
 import sslth
 from sslth import theory
-from sslth.certify import Certificate, LayerCertificate
+from sslth.certificate import Certificate, LayerCertificate
 from sslth.config import random_target
 from sslth.construct import PairSpec
 from sslth.device import resolve_device

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sslth.certify import _landmarks
+from sslth.certificate import _landmarks
 from sslth.construct import PairSpec
 from sslth.errors import TargetError
 from sslth.kinds import Conv2d

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import sslth
-from sslth.certify import _Reduction, recomputation_tolerance
+from sslth.certificate import _Reduction, recomputation_tolerance
 from sslth.cli import main, verification_problems
 from sslth.kinds import DENSE
 from tests.random_tickets import random_ticket

@@ -10,7 +10,7 @@ unmasked weights) and at *exactly the ticket's kept count*, edge-popup scores ar
   is known to exist in this network, since sslth found one).
 
 Both tickets' sup errors are estimated by the same gradient ascent
-(:func:`sslth.certify.empirical_error`: random points in the ball and on the sphere, then
+(:func:`sslth.certificate.empirical_error`: random points in the ball and on the sphere, then
 projected gradient ascent), beside sslth's certified bound. Deterministic: float64, one thread,
 seeded batches. scikit-learn is needed (``pip install sslth[digits]``).
 """
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 import sslth
-from sslth.certify import empirical_error
+from sslth.certificate import empirical_error
 from sslth.device import intra_op_threads
 from sslth.edge_popup import EdgePopup
 from sslth.experiments import digits

@@ -6,7 +6,7 @@ Let C_t copy every coordinate ρ_t times (‖C_t‖ = √ρ_t), a^(t) the target
 neurons of hidden_t from C_t a^(t), δ_t ≥ ‖e_t‖ (the constant neurons have none).
 
 - Layer 1 is a 2l pair with target C_1 W_1: its copy rows compute exactly
-  A σ(x) − B σ(−x) + offset (:func:`sslth.certify.pair_operator`), so
+  A σ(x) − B σ(−x) + offset (:func:`sslth.certificate.pair_operator`), so
   δ_1 = E_1 R + β_1 with E_1 = ‖[A − C_1 W_1, C_1 W_1 − B]‖, β_1 = ‖offset − C_1 b_1‖.
 - Layer t ≥ 2: with G_t the kept weights of module t from copies to copies,
   pre-activation − C_t(W_t a + b_t) = (G_t C_{t−1} − C_t W_t) a + G_t e_{t−1} + (offset − C_t b_t),
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from sslth.certify import pair_operator
+from sslth.certificate import pair_operator
 from sslth.errors import NotATicketError
 from sslth.kinds import spectral_norm
 from sslth.lplus1.layout import LPlus1Spec, copy_rows

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sslth.certify import empirical_error
+from sslth.certificate import empirical_error
 from sslth.errors import NotATicketError, SslthError
 from sslth.lplus1.certify import LPlus1Certificate, certify_lplus1
 from sslth.lplus1.layout import (

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sslth.certify import PairOperator, empirical_batch, empirical_error, masked_pair_operator
+from sslth.certificate import PairOperator, empirical_batch, empirical_error, masked_pair_operator
 from sslth.construct import PairSpec
 from sslth.device import available_cores, intra_op_threads
 from sslth.search.layer import (
@@ -242,7 +242,7 @@ def certificate_seconds(target: Target, device: torch.device) -> float:
 
 def empirical_seconds(target: Target, options: PruneOptions, device: torch.device) -> float:
     """Estimated time of the report's empirical check, measured with
-    :func:`sslth.certify.empirical_error` on a stand-in ticket of the same shapes (the exact
+    :func:`sslth.certificate.empirical_error` on a stand-in ticket of the same shapes (the exact
     one, A = B = W, which costs the same): a tenth of the points and ascent steps after a
     warm-up, times ten."""
     operators = [
@@ -331,7 +331,7 @@ CHECK_INPUT_COPIES, CHECK_OUTPUT_COPIES = 4, 6
 
 def report_memory(target: Target, samples: int) -> int:
     """Estimated bytes the report's empirical check holds at once: a batch of
-    :func:`sslth.certify.empirical_batch` points through the layer with the most entries."""
+    :func:`sslth.certificate.empirical_batch` points through the layer with the most entries."""
     points = min(empirical_batch(samples, target), max(1, samples // 2))
     widest = max(
         CHECK_INPUT_COPIES * layer.d_in * layer.kind.in_positions

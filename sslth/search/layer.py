@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sslth.certify import PairOperator, PairStats
+from sslth.certificate import PairOperator, PairStats
 from sslth.construct import PairSpec, blocks_diagonal, blocks_second_t
 from sslth.errors import SslthError
 from sslth.masks import PairMasks

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from sslth.certify import Certificate, certify_operators
+from sslth.certificate import Certificate, certify_operators
 from sslth.construct import PairSpec
 from sslth.device import default_workers
 from sslth.errors import ConfigError, TicketNotFound

@@ -2,7 +2,7 @@
 "The search", steps 1 and 2).
 
 1. Error budget. To first order the certificate is Σ_i (E_i r_{i−1} + β_i) Π_{j>i} P_j (see
-   :mod:`sslth.certify`), so each layer gets the share ``SAFETY · ε / l`` and a per-weight
+   :mod:`sslth.certificate`), so each layer gets the share ``SAFETY · ε / l`` and a per-weight
    tolerance δ_i chosen so that a random error matrix with entries in (−δ_i, δ_i) has a spectral
    norm within it (||M|| ≈ (δ/√3)(√d_out + √(2 d_in)) for such a matrix).
 2. Sizes. k is the largest the density allows, capped at half the right-sign neurons of a thin
