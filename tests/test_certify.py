@@ -1,4 +1,4 @@
-"""The certificate's exact part (sslth/certify.py) against exact rational arithmetic.
+"""The certificate's exact part (sslth/certificate.py) against exact rational arithmetic.
 
 A and B are float64 sums over hidden neurons; the certified E must cover what their rounding
 hides. Here the float64 sums equal W exactly while the exact sums do not: the computed error
