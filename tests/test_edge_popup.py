@@ -116,6 +116,7 @@ def test_straight_through_gradient_carries_the_sign_of_the_score():
     assert grad[0] < 0 and grad[1] > 0  # gradient descent grows 0.5 and makes -0.3 more negative
 
 
+@pytest.mark.slow
 def test_training_learns_a_learnable_task():
     torch.manual_seed(1)
     network = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 3)).double()

@@ -21,6 +21,7 @@ def quick(tmp_path_factory):
     return config, out, records
 
 
+@pytest.mark.slow
 def test_quick_config_writes_its_table_points_and_figure(quick):
     config, out, records = quick
     assert (out / "lplus1_points.csv").is_file() and (out / "lplus1_vs_2l.png").is_file()
@@ -35,6 +36,7 @@ def test_quick_config_writes_its_table_points_and_figure(quick):
         assert record["lp1_overparameterization"] > record["2l_overparameterization"]
 
 
+@pytest.mark.slow
 def test_the_solver_agrees_with_enumeration(quick):
     _, out, _ = quick
     with open(out / "lplus1_subset_sum.csv") as handle:
