@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CERTIFICATE = [
-    "tests/test_certify.py",
+    "tests/test_certificate.py",
     "tests/test_rounding.py",
     "tests/test_reference.py",
     "tests/test_bias.py",

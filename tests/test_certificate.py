@@ -1,4 +1,5 @@
-"""The certificate's exact part (sslth/certificate.py) against exact rational arithmetic.
+"""sslth.certificate: the exact part against exact rational arithmetic, the reading of a pair,
+the empirical error's sample points.
 
 A and B are float64 sums over hidden neurons; the certified E must cover what their rounding
 hides. Here the float64 sums equal W exactly while the exact sums do not: the computed error
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 import sslth
+from sslth.certificate import _ball_points, pair_operator
 
 
 def _network(values: list[float]) -> nn.Sequential:
@@ -67,3 +69,47 @@ def test_a_neuron_reading_two_inputs_is_not_a_ticket():
     target = nn.Sequential(nn.Linear(2, 1, bias=False, dtype=torch.float64))
     with pytest.raises(sslth.NotATicketError, match="hidden neuron 0 reads 2 inputs"):
         sslth.certify(target, nn.Sequential(first, nn.ReLU(), second))
+
+
+def test_a_neuron_with_an_input_weight_and_a_bias_is_not_a_ticket():
+    """certify.pair_operator__mutmut_47, _49: the refusal names the first such neuron."""
+    u = torch.zeros(5, 3)
+    u[1, 0], u[3, 2], u[4, 1] = 0.5, -0.2, 0.3
+    bias = torch.zeros(5)
+    bias[0] = 0.7  # a bias neuron: fine
+    bias[3] = 0.1  # reads x_2 and has a bias: not a pair of the construction
+    v = torch.randn(2, 5)
+    with pytest.raises(sslth.NotATicketError, match="hidden neuron 3 has both an input weight"):
+        pair_operator(u, bias, v)
+    bias[3] = 0.0
+    op = pair_operator(u, bias, v)  # and without it the pair is read
+    assert op.positive.shape == (2, 3)
+
+
+def test_interior_sample_points_fill_the_ball():
+    """certify._ball_points__mutmut_30 (one radius for every interior point): the interior half
+    of the empirical error's samples is uniform in the ball, so its radii are spread and a
+    fraction 2^-dim of them lies within R/2."""
+    dim, radius, count = 3, 2.0, 4000
+    sphere, inner = _ball_points(count, dim, radius, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(
+        torch.linalg.vector_norm(sphere, dim=1), torch.full((count,), radius, dtype=torch.float64)
+    )
+    norms = torch.linalg.vector_norm(inner, dim=1)
+    assert float(norms.max()) <= radius * (1 + 1e-12)
+    assert float((norms < radius / 2).double().mean()) == pytest.approx(2.0**-dim, abs=0.03)
+    assert float((norms > radius * 0.5 ** (1 / dim)).double().mean()) == pytest.approx(
+        0.5, abs=0.05
+    )
+
+
+def test_pair_stats_record_the_largest_weight_bias_included():
+    """certify._Reduction.add__mutmut_132: ``largest_weight`` (the flush-to-zero scale of the
+    rounding term) covers U's bias as well as U and V."""
+    u = torch.zeros(4, 2, dtype=torch.float64)
+    u[0, 0], u[1, 1] = 0.5, -0.25
+    bias = torch.tensor([0.0, 0.0, 3.0, 0.0], dtype=torch.float64)
+    v = torch.full((2, 4), 0.5, dtype=torch.float64)
+    assert pair_operator(u, bias, v).stats.largest_weight == 3.0
+    bias[2] = 0.1
+    assert pair_operator(u, bias, v).stats.largest_weight == 0.5
