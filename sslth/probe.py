@@ -235,14 +235,18 @@ def _reference_rounding(target, operators, radius: float) -> list[float]:
     return out
 
 
-def operator_probe_problem(target, network: nn.Module, operators, certificate, dtype, device):
+def operator_probe_problem(
+    target, network, operators, certificate, dtype, device, *, modules_per_pair: int = 3
+):
     """Why ``network`` (a ticket's ``nn.Sequential``, already read) does not compute the
     operators the certificate reasons about on the probe points of the ball (None when it
     does): after each pair, ‖network(x) − operators(x)‖ must be within the certificate's
     rounding bound Δ_i for that pair plus the float64 rounding of the comparison itself.
 
     This checks the reduction of each pair to A σ(x) − B σ(−x) + offset (which the per-module
-    probes take on trust) against the modules as they run, end to end.
+    probes take on trust) against the modules as they run, end to end. ``network`` is any
+    sequence of callables laid out like the target: its operations, then ``modules_per_pair``
+    steps per pair (3 for U, ReLU, V; 1 for a sparse export's pair).
     """
     radius = certificate.radius
     slack = _reference_rounding(target, operators, radius)
@@ -257,16 +261,17 @@ def operator_probe_problem(target, network: nn.Module, operators, certificate, d
                 exact = exact.reshape(PROBES, -1)
             if index == len(target.layers):
                 return None
-            for module in modules[position : position + 3]:
+            for module in modules[position : position + modules_per_pair]:
                 x = module(x)
-            position += 3
+            position += modules_per_pair
             exact = operators[index](exact.to(operators[index].positive.device)).cpu()
             shape = target.layers[index].out_shape
             gap = torch.linalg.vector_norm(x.reshape(PROBES, -1).cpu().double() - exact, dim=1)
             allowed = (certificate.layers[index].rounding_bound + slack[index]) * (1 + 1e-9)
             if not bool((gap <= allowed).all()):
                 return (
-                    f"pair {index + 1} (modules {position - 3}-{position - 1}) computes "
+                    f"pair {index + 1} (modules {position - modules_per_pair}-{position - 1}) "
+                    "computes "
                     f"{float(gap.max()):.3g} away from the operator the certificate reasons about "
                     f"on a probe input (rounding allows {allowed:.3g})"
                 )

@@ -201,14 +201,14 @@ class SparseTicket(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._accept(x)
-        compute = ACCUMULATIONS[self.accumulate]
         x = x.reshape(x.shape[0], *self.input_shape)
         for module in self.layers:
-            if isinstance(module, SparsePair):
-                x = module.forward_in(x.to(compute)).to(self.dtype)
-            else:
-                x = module(x)
+            x = self.run_pair(module, x) if isinstance(module, SparsePair) else module(x)
         return x
+
+    def run_pair(self, pair: SparsePair, x: torch.Tensor) -> torch.Tensor:
+        """One pair as the forward pass runs it: in the accumulation dtype, stored back."""
+        return pair.forward_in(x.to(ACCUMULATIONS[self.accumulate])).to(self.dtype)
 
     def _accept(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in the module's dtype: float32 → float64 exactly; float64 → float32 rounded,

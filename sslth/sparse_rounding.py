@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -38,6 +39,7 @@ from sslth.errors import NotATicketError
 from sslth.kinds import has_convolution
 from sslth.modules import global_hook_problem, module_problem
 from sslth.ops import op_of_module
+from sslth.probe import operator_probe_problem
 from sslth.rounding import Arithmetic, arithmetic_of
 from sslth.sparse import ACCUMULATIONS, SparsePair, SparseTicket, target_digest
 from sslth.target import Target
@@ -267,7 +269,23 @@ def certify_sparse(target: Target, module: SparseTicket, radius: float) -> Certi
     scheme = sparse_arithmetic(
         module.dtype, module.target_digest.device, module.accumulate, convolution=convolution
     )
-    return certify_operators(target, operators, radius, scheme)
+    certificate = certify_operators(target, operators, radius, scheme)
+    steps = [
+        partial(module.run_pair, sub) if isinstance(sub, SparsePair) else sub
+        for sub in module.layers
+    ]
+    problem = operator_probe_problem(
+        target,
+        steps,
+        operators,
+        certificate,
+        module.dtype,
+        module.target_digest.device,
+        modules_per_pair=1,
+    )
+    if problem:
+        raise NotATicketError(f"the sparse ticket's {problem}: not what its buffers say")
+    return certificate
 
 
 __all__ = [

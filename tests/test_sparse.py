@@ -250,3 +250,17 @@ def test_bench_export_runs(dense_ticket, tmp_path) -> None:
     (row,) = bench.main([str(path), "--batch", "4", "--repeats", "1"])
     assert row["kept_weights"] == kept_weights(ticket.export(sparse=True))
     assert row["floor_ratio"] > 1 and row["bytes_per_kept_weight"] <= 3 * 8  # float64 weights
+
+
+def test_probe_refuses_a_module_that_computes_something_else(dense_ticket, monkeypatch) -> None:
+    """A change the structural reading cannot see (the class's own method patched) is caught by
+    running the module on the probe points of the ball (sslth/probe.py)."""
+    from sslth.sparse import SparsePair
+
+    target, ticket = dense_ticket
+    sparse = ticket.export(sparse=True)
+    assert sslth.certify(target, sparse).bound > 0
+    original = SparsePair.forward_in
+    monkeypatch.setattr(SparsePair, "forward_in", lambda self, x: 1.01 * original(self, x))
+    with pytest.raises(sslth.NotATicketError, match="not what its buffers say"):
+        sslth.certify(target, sparse)
