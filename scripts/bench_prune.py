@@ -87,6 +87,10 @@ def lenet5(seed: int = 0) -> nn.Sequential:
 def build(target: str, seed: int) -> tuple[nn.Sequential, list[int] | None]:
     if target == "lenet5":
         return lenet5(seed), LENET_INPUT
+    if target == "resnet20":  # a graph target: residual adds, 19 BatchNorms folded (issue 20)
+        from sslth.experiments.resnet20 import INPUT_SHAPE, random_resnet20
+
+        return random_resnet20(seed), list(INPUT_SHAPE)
     sizes = [int(s) for s in target.split("-")]
     return random_target(sizes, seed=seed), None
 
@@ -139,7 +143,7 @@ def prune_once(args, model, input_shape, device, progress: bool) -> sslth.Ticket
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", default="784-500-10", help="layer sizes, or lenet5")
+    parser.add_argument("--target", default="784-500-10", help="layer sizes, lenet5 or resnet20")
     parser.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda if any)")
     parser.add_argument("--epsilon", type=float, default=0.01)
     parser.add_argument("--density", type=float, default=0.1)

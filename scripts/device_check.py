@@ -76,9 +76,16 @@ CAPS = {
     "soundness-float32": (120, 60),
     "prune-lenet5": (150, 0),
     "prune-2048-2048-10": (150, 0),
+    "prune-resnet20": (150, 0),
 }
 # the prune goals on one H100/H200 (issue 22), printed beside each measured prune
-PRUNE_GOALS = {"784-500-10": 2.0, "lenet5": 2.0, "2048-2048-10": 15.0, "64-32-10": None}
+PRUNE_GOALS = {
+    "784-500-10": 2.0,
+    "lenet5": 2.0,
+    "2048-2048-10": 15.0,
+    "64-32-10": None,
+    "resnet20": 60.0,
+}
 BIG_TARGET_PARAMS = 1_200_000_000  # max_random_params 2048-2048-10 needs (about 1.1e9)
 
 # the CPU side of step 2: auto on this many of the same instances, on one thread, extrapolated
@@ -165,6 +172,7 @@ class Check:
             "soundness-float32": "5. float32 attack, cuDNN benchmark, TF32 off and on",
             "prune-lenet5": "3b. bench_prune lenet5 (if bench_prune has it)",
             "prune-2048-2048-10": "3c. bench_prune 2048-2048-10 (what the budget leaves)",
+            "prune-resnet20": "3d. bench_prune resnet20, eps 0.01 (what the budget leaves)",
         }
         self.steps = [Step(key, title, CAPS[key]) for key, title in titles.items()]
         self.env = self._child_env()
@@ -397,6 +405,12 @@ class Check:
         # timed only: counting its operators would take a second, long prune
         self.prune(step, "2048-2048-10", ("--max-random-params", str(BIG_TARGET_PARAMS)))
 
+    def resnet20(self, step: Step) -> None:
+        if self.quick:
+            self.skip(step, "not run in --quick (a GPU-sized step: ~2-5 h on a 2-core CPU)")
+            return
+        self.prune(step, "resnet20", ())  # timed only (issue 20's goal: <= 60 s on one GPU)
+
     def digits(self, step: Step) -> None:
         if importlib.util.find_spec("sklearn") is None:
             self.skip(step, "scikit-learn is not installed")
@@ -492,6 +506,7 @@ class Check:
             "soundness-float32": self.soundness,
             "prune-lenet5": self.lenet5,
             "prune-2048-2048-10": self.big,
+            "prune-resnet20": self.resnet20,
         }
         try:
             for step in self.steps:
