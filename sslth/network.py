@@ -18,7 +18,7 @@ from torch import nn
 from sslth.certificate import Certificate, PairOperator, certify_operators, pair_operator
 from sslth.errors import NotATicketError
 from sslth.graph import GraphNetwork, check_graph, expected_steps
-from sslth.kinds import Conv2d, has_convolution
+from sslth.kinds import LAYER_MODULES, has_convolution
 from sslth.modules import (
     effective_parameter,
     global_hook_problem,
@@ -166,8 +166,7 @@ def _probe(target: Target, modules, layout, dtype: torch.dtype, device: str) -> 
             kind, shape = layer.kind, hidden
             if role == "first":
                 shape = layer.in_shape
-                if isinstance(kind, Conv2d):
-                    kind = Conv2d((1, 1), in_hw=kind.in_hw)
+                kind = kind.first_kind()
                 hidden = (weight.shape[0], *shape[1:])
             problem = affine_probe_problem(module, weight, bias, kind, shape, dtype, device)
         if problem:
@@ -306,7 +305,7 @@ def check_operators(target: Target, network: nn.Module, operators, certificate) 
     modules are checked one by one (its adds are structure)."""
     if target.graph:
         return
-    weight = next(m for m in network if isinstance(m, (nn.Linear, nn.Conv2d)))
+    weight = next(m for m in network if isinstance(m, LAYER_MODULES))
     ran = effective_parameter(weight, "weight")
     problem = operator_probe_problem(target, network, operators, certificate, ran.dtype, ran.device)
     if problem:

@@ -146,6 +146,10 @@ class LayerKind(ABC):
         """The layer on a batch of flattened inputs: (N, d_in · in_positions) → (N, d_out ·
         positions), in the dtype of ``x``."""
 
+    def first_kind(self) -> LayerKind:
+        """The kind of a pair's first layer U (a dense layer's own; a conv's is 1×1)."""
+        return self
+
     @abstractmethod
     def pair_modules(
         self,

@@ -189,6 +189,9 @@ class Conv2d(LayerKind):
         )
         return out.reshape(x.shape[0], -1)
 
+    def first_kind(self) -> LayerKind:
+        return Conv2d((1, 1), in_hw=self.in_hw)
+
     def pair_modules(
         self, d_in: int, d_out: int, hidden: int, has_bias: bool
     ) -> tuple[nn.Module, nn.Module]:
