@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from sslth.experiments.digits_resnet import BasicBlock
+
 
 def randomize_batch_norms(model: nn.Module, generator: torch.Generator) -> nn.Module:
     """Give every BatchNorm running statistics and an affine map far from the identity."""
@@ -48,29 +50,6 @@ class ResidualMLP(nn.Module):
         return self.head(self.drop(self.blocks(torch.relu(self.stem(x)))))
 
 
-class ConvBlock(nn.Module):
-    """A ResNet basic block: conv-BN-ReLU-conv-BN, plus the input (or a 1×1 conv-BN
-    projection when the shape changes), then ReLU."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = functional.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        out += self.shortcut(x)
-        return functional.relu(out)
-
-
 class SmallResNet(nn.Module):
     """Stem conv+BN, residual blocks (the widths given; a change of width projects), global
     average pooling, a linear head."""
@@ -82,7 +61,7 @@ class SmallResNet(nn.Module):
         strides = strides or [1] * len(widths)
         blocks, previous = [], widths[0]
         for width, stride in zip(widths, strides, strict=True):
-            blocks.append(ConvBlock(previous, width, stride))
+            blocks.append(BasicBlock(previous, width, stride))
             previous = width
         self.layers = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
