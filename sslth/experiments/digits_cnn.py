@@ -153,50 +153,17 @@ def run(
     target = train_cnn(data, channels=channels, epochs=epochs, seed=seed, lr=lr)
     timings["train"] = time.perf_counter() - start
 
-    x_test = images(data.x_test).double()
-    with torch.no_grad():
-        target_logits = target(x_test)
-    margin = smallest_margin(target_logits)
-    epsilon = choose_epsilon(margin, cap)
-    radius = data.radius
-
-    start = time.perf_counter()
-    ticket = sslth.prune(
-        target,
-        epsilon,
-        density,
-        input_shape=list(INPUT_SHAPE),
-        radius=radius,
-        seed=seed,
-        device=device,
-        progress=progress,
-        **prune_options,
+    ticket, target_logits, ticket_logits, fields = prune_and_compare(
+        target, data, density, seed, cap, device, progress, timings, **prune_options
     )
-    timings["prune"] = time.perf_counter() - start
-
-    ticket_logits, comparison = compare_with_target(ticket, target_logits, x_test, data.y_test)
-    report = ticket.report
     result = DigitsCNNResult(
-        **comparison,
-        certified_error=report.certified_error,
-        empirical_error=report.empirical_error,
-        density=report.density,
-        epsilon=epsilon,
-        radius=radius,
-        smallest_test_margin=margin,
+        **fields,
         hidden=target[-1].in_features,
         epochs=epochs,
-        seed=seed,
-        density_limit=density,
-        # conv layers: a certified upper bound on the operator norm, not the exact norm
-        spectral_norms=[layer.weight_norm for layer in digits._certificate_layers(ticket)],
-        timings=timings,
-        report=report.to_dict(),
         channels=list(channels),
         lr=lr,
-        n=report.n,
-        k=report.k,
     )
+    report, epsilon = ticket.report, result.epsilon
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -209,3 +176,61 @@ def run(
             )
             plot.masks(ticket, out / "masks.png")
     return result
+
+
+def prune_and_compare(
+    target: nn.Module,
+    data: DigitsData,
+    density: float,
+    seed: int,
+    cap: float,
+    device: str | None,
+    progress: bool,
+    timings: dict[str, float],
+    **prune_options: Any,
+) -> tuple[sslth.Ticket, torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Prune an image model of the digits (ε = half the smallest test margin, capped; R = the
+    largest input norm) and compare it with the target on the test set.
+
+    Returns:
+        The ticket, the target's and the ticket's test logits, and the fields of
+        :class:`DigitsCNNResult` that do not depend on the model's shape.
+    """
+    x_test = images(data.x_test).double()
+    with torch.no_grad():
+        target_logits = target(x_test)
+    margin = smallest_margin(target_logits)
+    epsilon = choose_epsilon(margin, cap)
+    start = time.perf_counter()
+    ticket = sslth.prune(
+        target,
+        epsilon,
+        density,
+        input_shape=list(INPUT_SHAPE),
+        radius=data.radius,
+        seed=seed,
+        device=device,
+        progress=progress,
+        **prune_options,
+    )
+    timings["prune"] = time.perf_counter() - start
+    ticket_logits, comparison = compare_with_target(ticket, target_logits, x_test, data.y_test)
+    report = ticket.report
+    fields = {
+        **comparison,
+        "certified_error": report.certified_error,
+        "empirical_error": report.empirical_error,
+        "density": report.density,
+        "epsilon": epsilon,
+        "radius": data.radius,
+        "smallest_test_margin": margin,
+        "seed": seed,
+        "density_limit": density,
+        # conv layers: a certified upper bound on the operator norm, not the exact norm
+        "spectral_norms": [layer.weight_norm for layer in digits._certificate_layers(ticket)],
+        "timings": timings,
+        "report": report.to_dict(),
+        "n": report.n,
+        "k": report.k,
+    }
+    return ticket, target_logits, ticket_logits, fields

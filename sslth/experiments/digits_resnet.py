@@ -25,18 +25,14 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-import sslth
 from sslth.experiments import digits
 from sslth.experiments.digits import (
     EPSILON_CAP,
     DigitsData,
     DigitsResult,
-    choose_epsilon,
-    compare_with_target,
     load_data,
-    smallest_margin,
 )
-from sslth.experiments.digits_cnn import INPUT_SHAPE, images, single_thread
+from sslth.experiments.digits_cnn import INPUT_SHAPE, images, prune_and_compare, single_thread
 
 DEFAULT_CHANNELS = 8
 DEFAULT_EPOCHS = 100
@@ -144,48 +140,11 @@ def run(
     target = train_resnet(data, channels=channels, epochs=epochs, seed=seed, lr=lr)
     timings["train"] = time.perf_counter() - start
 
-    x_test = images(data.x_test).double()
-    with torch.no_grad():
-        target_logits = target(x_test)
-    margin = smallest_margin(target_logits)
-    epsilon = choose_epsilon(margin, cap)
-    radius = data.radius
-
-    start = time.perf_counter()
-    ticket = sslth.prune(
-        target,
-        epsilon,
-        density,
-        input_shape=list(INPUT_SHAPE),
-        radius=radius,
-        seed=seed,
-        device=device,
-        progress=progress,
-        **prune_options,
+    _, _, _, fields = prune_and_compare(
+        target, data, density, seed, cap, device, progress, timings, **prune_options
     )
-    timings["prune"] = time.perf_counter() - start
-
-    ticket_logits, comparison = compare_with_target(ticket, target_logits, x_test, data.y_test)
-    report = ticket.report
     result = DigitsResNetResult(
-        **comparison,
-        certified_error=report.certified_error,
-        empirical_error=report.empirical_error,
-        density=report.density,
-        epsilon=epsilon,
-        radius=radius,
-        smallest_test_margin=margin,
-        hidden=2 * channels,
-        epochs=epochs,
-        seed=seed,
-        density_limit=density,
-        spectral_norms=[layer.weight_norm for layer in digits._certificate_layers(ticket)],
-        timings=timings,
-        report=report.to_dict(),
-        channels=channels,
-        lr=lr,
-        n=report.n,
-        k=report.k,
+        **fields, hidden=2 * channels, epochs=epochs, channels=channels, lr=lr
     )
     if out is not None:
         out = Path(out)
