@@ -169,7 +169,7 @@ MUTANTS = [
         "sslth/certificate.py",
         "(row_abs_max * self.column_abs_max).sqrt().sum()",
         "(row_abs_max * self.column_abs_max).sqrt().max()",
-        CERTIFICATE + ["tests/test_conv.py"],
+        CERTIFICATE + ["tests/test_network.py"],
         "N_V over one tap only",
     ),
     Mutant(

@@ -102,6 +102,14 @@ def dress_subclass_mask(module: nn.Module) -> None:
     module.weight_mask = module.weight_mask.as_subclass(_Tripling)
 
 
+def dress_forward_hook(module: nn.Module) -> None:
+    module.register_forward_hook(lambda module, args, out: 3 * out)
+
+
+def dress_forward_pre_hook(module: nn.Module) -> None:
+    module.register_forward_pre_hook(lambda module, args: (3 * args[0],))
+
+
 DRESSINGS = {
     "stray weight_orig/weight_mask buffers": (dress_stray_buffers, "holds weight_orig"),
     "pruning hook removed, weight set": (dress_hook_removed, "holds weight_orig"),
@@ -115,4 +123,6 @@ DRESSINGS = {
     "_call_impl on the instance": (dress_instance_call_impl, "_call_impl assigned"),
     "module.compile()": (dress_compiled, "compiled"),
     "tensor subclass mask": (dress_subclass_mask, "torch.Tensor subclass"),
+    "forward hook": (dress_forward_hook, "forward hook"),
+    "forward pre-hook": (dress_forward_pre_hook, "forward pre-hook"),
 }

@@ -270,3 +270,16 @@ def test_a_plain_subclass_that_only_builds_differently_is_accepted():
 
     assert module_problem(Initialised(3, 2), (nn.Linear,)) is None
     assert tensor_problem(nn.Parameter(torch.ones(2))) is None
+
+
+def test_effective_parameter_reads_what_the_forward_uses():
+    """Stray pruning-named state is not read: the forward uses .weight (only torch's own hook
+    makes it weight_orig * weight_mask)."""
+    module = nn.Linear(3, 2)
+    dress_stray_buffers(module)
+    assert torch.equal(effective_parameter(module, "weight"), module.weight.detach())
+    pruned = nn.Linear(3, 2)
+    prune.random_unstructured(pruned, "weight", amount=0.5)
+    with torch.no_grad():
+        pruned.weight_mask.fill_(1.0)  # the cached .weight is stale until the next forward
+    assert torch.equal(effective_parameter(pruned, "weight"), pruned.weight_orig.detach())

@@ -103,3 +103,34 @@ def test_the_operator_probe_refuses_a_wrong_reduction(dense_case, monkeypatch):
             ticket.evaluate(samples=50)
     finally:
         ticket._network = saved
+
+
+def test_a_network_mixing_dtypes_is_refused(dense_case):
+    target, ticket = dense_case
+    network = ticket.export()
+    network[2] = network[2].float()
+    with pytest.raises(sslth.NotATicketError, match="mixes dtypes"):
+        sslth.certify(target, network)
+
+
+def test_second_norm_bounds_the_magnitude_conv(conv_case):
+    """N_V (PairStats.second_norm) is at least the operator norm of the conv with kernel |V|,
+    computed here from the materialized conv matrix (docs/design.md §4)."""
+    target, ticket = conv_case
+    network = ticket.export()
+    for index, layer in enumerate(target.layers):
+        second = network[4 * index + 2]
+        operator = sslth.network.pair_operator(
+            network[4 * index].weight.detach(),
+            network[4 * index].bias.detach(),
+            second.weight.detach(),
+            layer.kind,
+        )
+        channels, (h, w) = second.in_channels, layer.kind.in_hw
+        basis = torch.eye(channels * h * w, dtype=torch.float64).reshape(-1, channels, h, w)
+        columns = torch.nn.functional.conv2d(
+            basis, second.weight.detach().abs(), None, second.stride, second.padding,
+            second.dilation,
+        )  # fmt: skip
+        exact = torch.linalg.matrix_norm(columns.reshape(basis.shape[0], -1), ord=2)
+        assert operator.stats.second_norm >= float(exact) * (1 - 1e-9)

@@ -119,3 +119,16 @@ def test_a_float32_conv_ticket_under_onednn_tf32_is_refused(restore_precisions):
     torch.backends.mkldnn.conv.fp32_precision = "tf32"
     with pytest.raises(NotATicketError, match="mkldnn.conv.fp32_precision = 'tf32'"):
         sslth.certify(ticket.target, network)
+
+
+def test_average_pooling_adds_its_own_rounding():
+    """docs/design.md §4: an average pool of s inputs adds γ_{s+1} (Z + Δ) (its sum and its
+    division round); max pooling, Flatten and ReLU add nothing."""
+    from sslth.certify import _through_ops
+    from sslth.ops import AVGPOOL, FLATTEN, MAXPOOL, RELU, Op
+
+    arithmetic = arithmetic_of(torch.float32, "cpu")
+    z, delta = _through_ops((Op(AVGPOOL, (2, 3)),), 2.0, 0.5, arithmetic)
+    assert z == 2.0 and delta >= 0.5 + arithmetic.gamma(7) * 2.5
+    exact = (Op(MAXPOOL, (2, 2)), Op(FLATTEN), Op(RELU))
+    assert _through_ops(exact, 2.0, 0.5, arithmetic) == (2.0, 0.5)
