@@ -124,7 +124,7 @@ def test_a_float32_conv_ticket_under_onednn_tf32_is_refused(restore_precisions):
 def test_average_pooling_adds_its_own_rounding():
     """docs/design.md §4: an average pool of s inputs adds γ_{s+1} (Z + Δ) (its sum and its
     division round); max pooling, Flatten and ReLU add nothing."""
-    from sslth.certify import _through_ops
+    from sslth.certificate import _through_ops
     from sslth.ops import AVGPOOL, FLATTEN, MAXPOOL, RELU, Op
 
     arithmetic = arithmetic_of(torch.float32, "cpu")
