@@ -11,7 +11,8 @@ whenever its forward cannot be shown to be that mechanism:
   ``forward``, ``_conv_forward``, a ``weight`` property, ``__getattr__``, …), an instance
   ``forward`` or ``_call_impl``, a compiled module (``module.compile()``);
 * a forward hook or pre-hook other than ``torch.nn.utils.prune``'s, a global hook, an active
-  ``TorchFunctionMode``/``TorchDispatchMode``, or a patched ``torch.nn.functional`` entry point;
+  ``TorchFunctionMode``/``TorchDispatchMode``, ``torch.autocast``, or a patched
+  ``torch.nn.functional`` entry point;
 * a parametrization (``torch.nn.utils.parametrize``), a tensor subclass (whose
   ``__torch_function__`` can change ``F.linear``), a meta or sparse tensor;
 * state named like pruning state (``weight_orig``, ``weight_mask``) without torch's pruning hook
@@ -93,6 +94,12 @@ def global_hook_problem() -> str | None:
             "a TorchFunctionMode or TorchDispatchMode is active (e.g. a `with torch.device(...)` "
             "block): it can change every operation the forward runs; certify outside it"
         )
+    for device in ("cpu", "cuda"):
+        if torch.is_autocast_enabled(device):
+            return (
+                f"autocast is active on {device} (torch.autocast): it runs float32 layers in "
+                "lower precision; certify outside it"
+            )
     for name, builtin in _FUNCTIONAL.items():
         if getattr(functional, name, None) is not builtin:
             return f"torch.nn.functional.{name} is replaced: every module's forward would change"

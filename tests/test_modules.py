@@ -183,6 +183,11 @@ def test_global_modes_and_patched_functionals_are_refused(case, monkeypatch):
         sslth.certify(readable, network, RADIUS)
     with pytest.raises(UnsupportedTargetError, match="TorchFunctionMode"), Tripling():
         sslth.as_target(target)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.raises(sslth.NotATicketError, match="autocast is active on cpu"):
+            sslth.certify(readable, network, RADIUS)
+        with pytest.raises(UnsupportedTargetError, match="autocast"):
+            sslth.as_target(target)
     linear = functional.linear
     monkeypatch.setattr(functional, "linear", lambda x, w, b=None: 3 * linear(x, w, b))
     with pytest.raises(sslth.NotATicketError, match="functional.linear is replaced"):
