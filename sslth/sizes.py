@@ -65,8 +65,19 @@ def check_example_size(target) -> None:
     Raises:
         TargetError: naming the layer and the size.
     """
-    largest, where = math.prod(target.input_shape), "the input"
-    for index, layer in enumerate(target.layers, start=1):
+    check_example_values(target.input_shape, target.layers)
+
+
+def check_example_values(input_shape, layers, first: int = 1) -> None:
+    """:func:`check_example_size` for ``layers`` (numbered from ``first``) reading examples of
+    ``input_shape``: as_target calls it on each layer as it is read, before the layer is run on
+    probe inputs of that shape (which an oversized example would exhaust memory with).
+
+    Raises:
+        TargetError: naming the layer and the size.
+    """
+    largest, where = math.prod(input_shape), "the input"
+    for index, layer in enumerate(layers, start=first):
         # named by pair: a config's messages rewrite "layer N" into its entry "layers[N]"
         hidden = 2 * (layer.d_in + int(layer.bias is not None)) * math.prod(layer.in_shape[1:])
         for values, name in (

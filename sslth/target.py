@@ -29,7 +29,7 @@ from sslth.modules import (
 )
 from sslth.ops import RELU, SUPPORTED_OPS, Op, op_of_module
 from sslth.probe import affine_probe_problem, op_probe_problem
-from sslth.sizes import check_example_size
+from sslth.sizes import check_example_size, check_example_values
 
 _LAYERS = LAYER_MODULES
 
@@ -338,13 +338,14 @@ def _from_sequential(model: nn.Sequential, input_shape: Sequence[int] | None) ->
         if index == len(layers):
             break
         position, module = layers[index]
-        target_layers.append(_read_layer(module, position, shape))
+        target_layers.append(_read_layer(module, position, shape, index + 1))
         shape = target_layers[-1].out_shape
     return Target(tuple(target_layers), tuple(ops), start_shape)
 
 
-def _read_layer(module: nn.Module, position: int, shape: tuple[int, ...]) -> TargetLayer:
-    """The float64 layer of ``module``, which receives examples of ``shape``."""
+def _read_layer(module: nn.Module, position, shape: tuple[int, ...], number: int) -> TargetLayer:
+    """The float64 layer of ``module``, which receives examples of ``shape``; ``number`` is its
+    place among the target's layers (from 1), for the size check's message."""
     kind, name, dims = kind_of_module(module).read_module(module, position, shape)
     weight = _copy(effective_parameter(module, "weight"), f"{name} weight", dims)
     if weight.numel() == 0:
@@ -359,8 +360,11 @@ def _read_layer(module: nn.Module, position: int, shape: tuple[int, ...]) -> Tar
             kind.bias_tap  # noqa: B018  (raises when no kernel position can carry the bias)
         except ValueError as error:
             raise UnsupportedTargetError(f"{name}: {error}") from None
+    layer = TargetLayer(weight, bias, kind)
+    # sized before it runs on the probe inputs: an oversized example would exhaust memory there
+    check_example_values(shape, [layer], number)
     _probe_layer(module, name, weight, bias, kind, shape)
-    return TargetLayer(weight, bias, kind)
+    return layer
 
 
 def _probe_layer(module, name: str, weight, bias, kind: LayerKind, shape) -> None:

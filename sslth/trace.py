@@ -236,7 +236,9 @@ class _Reader:
         from sslth.target import _read_layer
 
         kind_of_module(module).check_module(module, f"'{fx_node.target}'")
-        layer = _read_layer(module, f"'{fx_node.target}'", self.shapes[source])
+        layer = _read_layer(
+            module, f"'{fx_node.target}'", self.shapes[source], len(self.layers) + 1
+        )
         self.layers.append(layer)
         self.layer_sources.append(fx_node)
         node = Node(LAYER, (source,), layer=len(self.layers) - 1, name=_where(fx_node))
