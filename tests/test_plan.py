@@ -17,6 +17,7 @@ from sslth.search import estimate, loop, preview
 from sslth.search.layer import solve_layer
 from sslth.search.options import PruneOptions
 from sslth.subset_sum import make_solver
+from tests.conftest import first_fast
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,7 +39,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("target,epsilon,density,options", CASES)
+@pytest.mark.parametrize("target,epsilon,density,options", first_fast(CASES, 3, unpack=True))
 def test_plan_gives_the_sizes_the_search_starts_from(target, epsilon, density, options):
     planned = sslth.plan(target, epsilon, density, calibrate=False, **options)
     opts = PruneOptions(epsilon=epsilon, density=density, progress=False, **options)
