@@ -33,6 +33,7 @@ def test_allocation_sums_to_the_request_in_proportion(kept):
         assert abs(count - kept * size / sum(sizes)) < 1
 
 
+@pytest.mark.slow
 def test_masks_keep_exactly_the_given_count_before_and_after_training():
     model = EdgePopup(_random(), 40)
     assert sum(int(m.sum()) for m in model.masks() if m is not None) == 40 == model.kept
