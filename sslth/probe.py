@@ -21,17 +21,20 @@ shape, so a new reader (graph targets, sparse exports, other networks) calls the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from sslth.kinds import LayerKind
+from sslth.kinds import Conv2d, LayerKind
 from sslth.ops import Op
 from sslth.rounding import float32_matmul_precision, fp32_precisions
 
 PROBES = 4  # inputs per module: the zero input, then Gaussian rows
+_SIDE = 16  # images are probed cropped to at most this side (the kernel's span if larger)
+_MAX_HIDDEN = 1 << 22  # the whole-network probe is skipped above this many hidden values
 _SEED = 0x5EED_5117
 _U64 = 2.0**-53
 _ETA64 = 2.0**-1022
@@ -104,6 +107,19 @@ def _chunked(
     return torch.cat(parts, dim=1).reshape(count, -1)
 
 
+def _cropped(kind: LayerKind, in_shape: tuple[int, ...]):
+    """(kind, shape) on an image cropped to ``_SIDE`` (or the kernel's span): a conv module
+    computes the same map, with the same weights and geometry, on any image size, and a probe
+    of a large image would cost as much memory as the certificate."""
+    if not isinstance(kind, Conv2d) or len(in_shape) != 3:
+        return kind, in_shape
+    side = [
+        min(n, max(_SIDE, d * (k - 1) + 1))
+        for n, k, d in zip(kind.in_hw, kind.kernel, kind.dilation, strict=True)
+    ]
+    return dataclasses.replace(kind, in_hw=tuple(side)), (in_shape[0], *side)
+
+
 def _run(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor | None, str | None]:
     try:
         with torch.no_grad():
@@ -159,6 +175,7 @@ def affine_probe_problem(
     Returns:
         A message naming what differs (to follow the module's name), or None.
     """
+    kind, in_shape = _cropped(kind, in_shape)
     x = probe_inputs(in_shape, dtype, device)
     count, flat = x.shape[0], x.reshape(x.shape[0], -1).to(device="cpu", dtype=torch.float64)
     out, problem = _run(module, x)  # after the copy: a module may write into its input
@@ -191,6 +208,9 @@ def op_probe_problem(
 ) -> str | None:
     """Why a parameter-free ``module`` does not compute ``op`` on the probe inputs (None when
     it does): exactly for ReLU, Flatten and max pooling, within γ_{s+1} for an average pool."""
+    if len(in_shape) == 3:  # the same map on a smaller image: probes stay small
+        span = [max(_SIDE, k) for k in op.kernel]
+        in_shape = (in_shape[0], min(in_shape[1], span[0]), min(in_shape[2], span[1]))
     x = probe_inputs(in_shape, dtype, device)
     flat = x.reshape(x.shape[0], -1).to(device="cpu", dtype=torch.float64)
     out, problem = _run(module, x)  # after the copy: a module may write into its input
@@ -248,6 +268,9 @@ def operator_probe_problem(
     sequence of callables laid out like the target: its operations, then ``modules_per_pair``
     steps per pair (3 for U, ReLU, V; 1 for a sparse export's pair).
     """
+    hidden = max(op.stats.hidden * op.kind.in_positions for op in operators)
+    if hidden * PROBES > _MAX_HIDDEN:
+        return None  # too large to run here at no cost; the per-module probes still ran
     radius = certificate.radius
     slack = _reference_rounding(target, operators, radius)
     x = ball_probes(tuple(target.input_shape), radius, dtype, device)
