@@ -142,14 +142,8 @@ def run(
     with intra_op_threads(1):
         start = time.perf_counter()
         data = digits.load_data(seed)
-        target = digits.train_mlp(data, hidden=hidden, epochs=epochs, seed=seed).double()
-        margin = digits.smallest_margin(target(data.x_test.double()).detach())
         radius = data.radius
-        epsilon = digits.choose_epsilon(margin) if epsilon is None else epsilon
-        ticket = sslth.prune(
-            target.float(), epsilon, density, radius=radius, seed=seed, progress=False
-        )
-        target.double()
+        target, ticket, epsilon = _target_and_ticket(data, hidden, epochs, density, seed, epsilon)
         timings["target and sslth ticket"] = time.perf_counter() - start
         random = random_network(ticket).double()
         kept = ticket.report.ticket_params
@@ -157,23 +151,8 @@ def run(
         # a fixed logit temperature: the random network's outputs are ~20 at the start, and
         # unscaled losses drive the scores to dead ReLUs (chance accuracy); argmax is unchanged
         scale = _output_scale(random, kept, seed, data.x_train.double())
-        task, task_seconds = _train(
-            random,
-            kept,
-            seed,
-            lambda g, y: nn.functional.cross_entropy(g / scale, y),
-            class_batches(data, batch, seed),
-            steps,
-            lr,
-        )
-        planted, planted_seconds = _train(
-            random,
-            kept,
-            seed,
-            lambda g, f: (((g - f) / scale) ** 2).sum(1).mean(),
-            ball_batches(target, data.x_train.shape[1], radius, batch, seed + 1),
-            steps,
-            lr,
+        (task, task_seconds), (planted, planted_seconds) = _train_task_and_planted(
+            random, kept, seed, scale, data, target, radius, batch, steps, lr
         )
         start = time.perf_counter()
         ticket_exact = nn.Sequential(*[plain_copy(m) for m in ticket.network]).double()
@@ -194,15 +173,9 @@ def run(
             random_params=task.total,
             mask_overlap=overlap(sslth_masks, task.masks()),
             train_seconds=task_seconds,
-            planted={
-                "sup_error_ascent": planted_sup,
-                "within_epsilon": planted_sup <= epsilon,
-                "mask_overlap": overlap(sslth_masks, planted.masks()),
-                "test_accuracy": _accuracy(planted, data),
-                "train_seconds": planted_seconds,
-                "loss_first_steps": planted.loss_first,  # mean of the first 10 steps
-                "loss_last_steps": planted.loss_last,
-            },
+            planted=_planted_summary(
+                planted, planted_sup, planted_seconds, epsilon, sslth_masks, data
+            ),
             losses={"first_steps": task.loss_first, "last_steps": task.loss_last},
             epsilon=epsilon,
             radius=radius,
@@ -222,10 +195,79 @@ def run(
             timings=timings,
         )
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(asdict(result), indent=2))
+        _write_report(Path(out), result)
     return result
+
+
+def _target_and_ticket(
+    data: digits.DigitsData,
+    hidden: int,
+    epochs: int,
+    density: float,
+    seed: int,
+    epsilon: float | None,
+) -> tuple[nn.Module, sslth.Ticket, float]:
+    """The trained digits MLP (float64), sslth's ticket for it and the ε used (the digits
+    demo's rule unless ``epsilon`` is given)."""
+    target = digits.train_mlp(data, hidden=hidden, epochs=epochs, seed=seed).double()
+    margin = digits.smallest_margin(target(data.x_test.double()).detach())
+    epsilon = digits.choose_epsilon(margin) if epsilon is None else epsilon
+    ticket = sslth.prune(
+        target.float(), epsilon, density, radius=data.radius, seed=seed, progress=False
+    )
+    target.double()
+    return target, ticket, epsilon
+
+
+def _train_task_and_planted(
+    random, kept, seed, scale, data, target, radius, batch, steps, lr
+) -> tuple[tuple[EdgePopup, float], tuple[EdgePopup, float]]:
+    """Edge-popup trained on the task (cross-entropy) and on the planted regression, in
+    that order, each with its training seconds."""
+    task = _train(
+        random,
+        kept,
+        seed,
+        lambda g, y: nn.functional.cross_entropy(g / scale, y),
+        class_batches(data, batch, seed),
+        steps,
+        lr,
+    )
+    planted = _train(
+        random,
+        kept,
+        seed,
+        lambda g, f: (((g - f) / scale) ** 2).sum(1).mean(),
+        ball_batches(target, data.x_train.shape[1], radius, batch, seed + 1),
+        steps,
+        lr,
+    )
+    return task, planted
+
+
+def _planted_summary(
+    planted: EdgePopup,
+    planted_sup: float,
+    planted_seconds: float,
+    epsilon: float,
+    sslth_masks: list,
+    data: digits.DigitsData,
+) -> dict[str, float | bool]:
+    """The planted run's entry of the report."""
+    return {
+        "sup_error_ascent": planted_sup,
+        "within_epsilon": planted_sup <= epsilon,
+        "mask_overlap": overlap(sslth_masks, planted.masks()),
+        "test_accuracy": _accuracy(planted, data),
+        "train_seconds": planted_seconds,
+        "loss_first_steps": planted.loss_first,  # mean of the first 10 steps
+        "loss_last_steps": planted.loss_last,
+    }
+
+
+def _write_report(out: Path, result: EdgePopupResult) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(asdict(result), indent=2))
 
 
 def _output_scale(random, kept: int, seed: int, x: torch.Tensor) -> float:

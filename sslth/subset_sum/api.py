@@ -125,28 +125,58 @@ def solve(
         A :class:`SolveResult` whose errors are recomputed from the picks.
     """
     solver = make_solver(method, **options)
-    if not isinstance(values, torch.Tensor) or values.dim() != 2:
-        raise ValueError("values must be a (B, m) tensor")
-    if not (values.dtype.is_floating_point):
-        raise ValueError(f"values must be float32 or float64, got {values.dtype}")
+    _check_values(values)
     batch, m = values.shape
     device = values.device
     values = values.to(torch.float64)
     targets = _as_batch_tensor(targets, batch, torch.float64, device, "targets")
+    k = _batch_k(k, batch, device)
+    tol = _as_batch_tensor(tol, batch, torch.float64, device, "tol")
+    valid = _batch_valid(valid, batch, m, device)
+    if memory_budget is None:
+        memory_budget = default_memory_budget(device)
+    _check_memory_budget(memory_budget)
+    if batch > 0:
+        _check_rows(values, targets, k, tol, valid)
+    if generator is not None:
+        seed = generator.initial_seed()
+    row_ids = _batch_row_ids(row_ids, batch, device)
+    problem = Problem(values, targets, k, tol, valid, int(seed), row_ids, int(memory_budget))
+    if batch == 0:
+        return _empty_result(m, device)
+    out = _run_chunked(solver, problem)
+    return _recomputed_result(solver, out, problem)
+
+
+def _check_values(values) -> None:
+    """Refuse ``values`` that are not a (B, m) floating-point tensor."""
+    if not isinstance(values, torch.Tensor) or values.dim() != 2:
+        raise ValueError("values must be a (B, m) tensor")
+    if not (values.dtype.is_floating_point):
+        raise ValueError(f"values must be float32 or float64, got {values.dtype}")
+
+
+def _batch_k(k, batch: int, device) -> torch.Tensor:
+    """``k`` (an int or integer tensor) as a (B,) int64 tensor; anything else is refused."""
     if isinstance(k, torch.Tensor) and (k.is_floating_point() or k.dtype == torch.bool):
         raise ValueError(f"k must be an integer or an integer tensor, got dtype {k.dtype}")
     if not isinstance(k, torch.Tensor) and (isinstance(k, bool) or int(k) != k):
         raise ValueError(f"k must be an integer, got {k!r}")
-    k = _as_batch_tensor(k, batch, torch.int64, device, "k")
-    tol = _as_batch_tensor(tol, batch, torch.float64, device, "tol")
+    return _as_batch_tensor(k, batch, torch.int64, device, "k")
+
+
+def _batch_valid(valid, batch: int, m: int, device) -> torch.Tensor:
+    """``valid`` as a (B, m) bool tensor on ``device`` (all True when None)."""
     if valid is None:
-        valid = torch.ones(batch, m, dtype=torch.bool, device=device)
-    else:
-        valid = torch.as_tensor(valid, device=device)
-        if valid.dtype != torch.bool or valid.shape != (batch, m):
-            raise ValueError(f"valid must be a bool tensor of shape ({batch}, {m})")
-    if memory_budget is None:
-        memory_budget = default_memory_budget(device)
+        return torch.ones(batch, m, dtype=torch.bool, device=device)
+    valid = torch.as_tensor(valid, device=device)
+    if valid.dtype != torch.bool or valid.shape != (batch, m):
+        raise ValueError(f"valid must be a bool tensor of shape ({batch}, {m})")
+    return valid
+
+
+def _check_memory_budget(memory_budget) -> None:
+    """Refuse a memory budget that is not a positive integer."""
     if (
         isinstance(memory_budget, bool)
         or not isinstance(memory_budget, numbers.Integral)
@@ -154,44 +184,67 @@ def solve(
     ):
         raise ValueError(f"memory_budget must be a positive integer, got {memory_budget!r}")
 
-    if batch > 0:
-        if not torch.isfinite(values).all():
-            bad = int((~torch.isfinite(values)).any(dim=1).nonzero()[0])
-            raise ValueError(f"values contain NaN or Inf (first in row {bad})")
-        if not torch.isfinite(targets).all():
-            raise ValueError("targets contain NaN or Inf")
-        if not (tol > 0).all():
-            raise ValueError(f"tol must be > 0, got a minimum of {float(tol.min())}")
-        if not (k >= 1).all():
-            raise ValueError(f"k must be >= 1, got a minimum of {int(k.min())}")
-        n_valid = valid.sum(dim=1)
-        short = k > n_valid
-        if short.any():
-            row = int(short.nonzero()[0])
-            raise ValueError(
-                f"impossible k: row {row} asks for k={int(k[row])} of only "
-                f"{int(n_valid[row])} valid candidates ({int(short.sum())} rows affected)"
-            )
 
-    if generator is not None:
-        seed = generator.initial_seed()
-    if row_ids is None:
-        row_ids = torch.arange(batch, device=device)
-    else:
-        row_ids = torch.as_tensor(row_ids, device=device)
-        if row_ids.shape != (batch,) or row_ids.dtype.is_floating_point:
-            raise ValueError(f"row_ids must be ({batch},) integers")
-    problem = Problem(values, targets, k, tol, valid, int(seed), row_ids, int(memory_budget))
-    if batch == 0:
-        empty = torch.zeros(0, dtype=torch.bool, device=device)
-        return SolveResult(
-            torch.zeros(0, m, dtype=torch.bool, device=device),
-            torch.zeros(0, dtype=torch.float64, device=device),
-            empty,
-            empty.clone(),
-            empty.clone(),
+def _check_rows(
+    values: torch.Tensor,
+    targets: torch.Tensor,
+    k: torch.Tensor,
+    tol: torch.Tensor,
+    valid: torch.Tensor,
+) -> None:
+    """Refuse non-finite values or targets, tol <= 0, k < 1 and rows with fewer than k valid
+    candidates (a non-empty batch)."""
+    if not torch.isfinite(values).all():
+        bad = int((~torch.isfinite(values)).any(dim=1).nonzero()[0])
+        raise ValueError(f"values contain NaN or Inf (first in row {bad})")
+    if not torch.isfinite(targets).all():
+        raise ValueError("targets contain NaN or Inf")
+    if not (tol > 0).all():
+        raise ValueError(f"tol must be > 0, got a minimum of {float(tol.min())}")
+    if not (k >= 1).all():
+        raise ValueError(f"k must be >= 1, got a minimum of {int(k.min())}")
+    n_valid = valid.sum(dim=1)
+    short = k > n_valid
+    if short.any():
+        row = int(short.nonzero()[0])
+        raise ValueError(
+            f"impossible k: row {row} asks for k={int(k[row])} of only "
+            f"{int(n_valid[row])} valid candidates ({int(short.sum())} rows affected)"
         )
-    out = _run_chunked(solver, problem)
+
+
+def _batch_row_ids(row_ids, batch: int, device) -> torch.Tensor:
+    """``row_ids`` as a (B,) integer tensor (0..B-1 when None)."""
+    if row_ids is None:
+        return torch.arange(batch, device=device)
+    row_ids = torch.as_tensor(row_ids, device=device)
+    if row_ids.shape != (batch,) or row_ids.dtype.is_floating_point:
+        raise ValueError(f"row_ids must be ({batch},) integers")
+    return row_ids
+
+
+def _empty_result(m: int, device) -> SolveResult:
+    """The result for a batch of zero rows."""
+    empty = torch.zeros(0, dtype=torch.bool, device=device)
+    return SolveResult(
+        torch.zeros(0, m, dtype=torch.bool, device=device),
+        torch.zeros(0, dtype=torch.float64, device=device),
+        empty,
+        empty.clone(),
+        empty.clone(),
+    )
+
+
+def _recomputed_result(solver, out: MethodOutput, problem: Problem) -> SolveResult:
+    """Check the method's mask and recompute error, solved and the flags from it."""
+    values, targets, k, tol, valid = (
+        problem.values,
+        problem.targets,
+        problem.k,
+        problem.tol,
+        problem.valid,
+    )
+    batch, m = values.shape
     mask = out.mask
     picked = (mask & valid).sum(dim=1)
     if mask.shape != (batch, m) or bool((mask & ~valid).any()) or bool((picked != k).any()):
@@ -201,5 +254,5 @@ def solve(
     infeasible = out.infeasible & ~solved
     exhausted = out.budget_exhausted
     if exhausted is None:
-        exhausted = torch.zeros(batch, dtype=torch.bool, device=device)
+        exhausted = torch.zeros(batch, dtype=torch.bool, device=values.device)
     return SolveResult(mask, error, solved, infeasible, exhausted & ~solved)

@@ -125,45 +125,16 @@ def mitm(
             q_vals = halves[q_side] if every else halves[q_side][rows]
             t = targets[rows]
             r_tol = tol[rows]
-            sums_s = subset_sums(s_vals, tab[s_side])
-            sorted_s = sorted_rows(sums_s)
-            r_err = best_err[rows].clone()
-            # the sorted side's pick is remembered by its sum and found again in the unsorted
-            # sums at the end (the first equal one: deterministic), so no argsort is needed
-            r_sum = torch.zeros(rows.numel(), dtype=sums_s.dtype, device=device)
-            r_q = torch.zeros(rows.numel(), dtype=torch.long, device=device)
-            # most rows are solved after a small fraction of the queries: look them up in
-            # growing column chunks and drop the solved rows in between
-            live = torch.arange(rows.numel(), device=device)
-            c0, width = 0, _FIRST_COLS
-            while c0 < n_q and live.numel() > 0:
-                columns = tab[q_side][c0 : c0 + width]
-                piece = max(1, budget // (64 * columns.shape[0] + 64))
-                for part in live.split(piece):
-                    whole = part.numel() == rows.numel()
-                    l_sorted = sorted_s if whole else sorted_s[part]
-                    l_qv = q_vals if whole else q_vals[part]
-                    q = t[part, None] - subset_sums(l_qv, columns)
-                    pos = torch.searchsorted(l_sorted, q)
-                    lo = (pos - 1).clamp_(min=0)
-                    hi = pos.clamp_(max=n_s - 1)
-                    e_lo = (l_sorted.gather(1, lo) - q).abs_()
-                    e_hi = (l_sorted.gather(1, hi) - q).abs_()
-                    use_hi = e_hi < e_lo
-                    err = torch.where(use_hi, e_hi, e_lo)
-                    idx = torch.where(use_hi, hi, lo)
-                    m_err, m_col = err.min(dim=1)
-                    # keep the better of old and new per row by ``where``: no boolean-mask
-                    # indexing, so no host sync (only the shrinking of ``live`` needs one)
-                    old_err = r_err[part]
-                    better = m_err < old_err
-                    r_err[part] = torch.where(better, m_err, old_err)
-                    matched = l_sorted.gather(1, idx.gather(1, m_col[:, None])).squeeze(1)
-                    r_sum[part] = torch.where(better, matched, r_sum[part])
-                    r_q[part] = torch.where(better, m_col + c0, r_q[part])
-                live = live[r_err[live] >= r_tol[live]]
-                c0 += width
-                width = min(2 * width, col)
+            sums_s, r_err, r_sum, r_q = _search_rows(
+                s_vals,
+                q_vals,
+                sums_tabs=(tab[s_side], tab[q_side]),
+                targets=t,
+                tol=r_tol,
+                start_err=best_err[rows],
+                budget=budget,
+                max_cols=col,
+            )
             old_err = best_err[rows]
             improved = r_err < old_err
             best_err[rows] = torch.where(improved, r_err, old_err)
@@ -172,6 +143,83 @@ def mitm(
             pick_q = r_q
             best_a[rows] = torch.where(improved, pick_s if s_side == 0 else pick_q, best_a[rows])
             best_b[rows] = torch.where(improved, pick_q if s_side == 0 else pick_s, best_b[rows])
+    picks = _picks_from_splits(halves, splits, k, best_j, best_a, best_b)
+    return best_err, picks
+
+
+def _search_rows(
+    s_vals: torch.Tensor,
+    q_vals: torch.Tensor,
+    sums_tabs: tuple[torch.Tensor, torch.Tensor],
+    targets: torch.Tensor,
+    tol: torch.Tensor,
+    start_err: torch.Tensor,
+    budget: int,
+    max_cols: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One split of :func:`mitm` on one chunk of rows: sort the sorted side's subset sums and
+    look each query subset's complement up in them.
+
+    Returns (sums of the sorted side (r, n_s), best error per row (r,) starting from
+    ``start_err``, the sorted-side sum it matched (r,), the query subset's index (r,)).
+    """
+    s_tab, q_tab = sums_tabs
+    device = s_vals.device
+    n_s, n_q = s_tab.shape[0], q_tab.shape[0]
+    n_rows = s_vals.shape[0]
+    sums_s = subset_sums(s_vals, s_tab)
+    sorted_s = sorted_rows(sums_s)
+    r_err = start_err.clone()
+    # the sorted side's pick is remembered by its sum and found again in the unsorted
+    # sums at the end (the first equal one: deterministic), so no argsort is needed
+    r_sum = torch.zeros(n_rows, dtype=sums_s.dtype, device=device)
+    r_q = torch.zeros(n_rows, dtype=torch.long, device=device)
+    # most rows are solved after a small fraction of the queries: look them up in
+    # growing column chunks and drop the solved rows in between
+    live = torch.arange(n_rows, device=device)
+    c0, width = 0, _FIRST_COLS
+    while c0 < n_q and live.numel() > 0:
+        columns = q_tab[c0 : c0 + width]
+        piece = max(1, budget // (64 * columns.shape[0] + 64))
+        for part in live.split(piece):
+            whole = part.numel() == n_rows
+            l_sorted = sorted_s if whole else sorted_s[part]
+            l_qv = q_vals if whole else q_vals[part]
+            q = targets[part, None] - subset_sums(l_qv, columns)
+            pos = torch.searchsorted(l_sorted, q)
+            lo = (pos - 1).clamp_(min=0)
+            hi = pos.clamp_(max=n_s - 1)
+            e_lo = (l_sorted.gather(1, lo) - q).abs_()
+            e_hi = (l_sorted.gather(1, hi) - q).abs_()
+            use_hi = e_hi < e_lo
+            err = torch.where(use_hi, e_hi, e_lo)
+            idx = torch.where(use_hi, hi, lo)
+            m_err, m_col = err.min(dim=1)
+            # keep the better of old and new per row by ``where``: no boolean-mask
+            # indexing, so no host sync (only the shrinking of ``live`` needs one)
+            old_err = r_err[part]
+            better = m_err < old_err
+            r_err[part] = torch.where(better, m_err, old_err)
+            matched = l_sorted.gather(1, idx.gather(1, m_col[:, None])).squeeze(1)
+            r_sum[part] = torch.where(better, matched, r_sum[part])
+            r_q[part] = torch.where(better, m_col + c0, r_q[part])
+        live = live[r_err[live] >= tol[live]]
+        c0 += width
+        width = min(2 * width, max_cols)
+    return sums_s, r_err, r_sum, r_q
+
+
+def _picks_from_splits(
+    halves: tuple[torch.Tensor, torch.Tensor],
+    splits: list,
+    k: int,
+    best_j: torch.Tensor,
+    best_a: torch.Tensor,
+    best_b: torch.Tensor,
+) -> torch.Tensor:
+    """The picked columns (b, k) of each row from its best split and subset indices."""
+    b = best_j.shape[0]
+    device = best_j.device
     picks = torch.zeros(b, k, dtype=torch.long, device=device)
     for j, _, _ in splits:
         rows = (best_j == j).nonzero().squeeze(1)
@@ -180,7 +228,7 @@ def mitm(
         ta = combos(halves[0].shape[1], j, device)[best_a[rows]]  # half-A positions
         tb = combos(halves[1].shape[1], k - j, device)[best_b[rows]]
         picks[rows] = torch.cat([2 * ta, 2 * tb + 1], dim=1)  # back to compacted columns
-    return best_err, picks
+    return picks
 
 
 def exact_rows(
