@@ -70,14 +70,22 @@ def train_mlp(
     with intra_op_threads(1):
         torch.manual_seed(seed)
         model = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10)).double()
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
-        x, y = data.x_train.double(), data.y_train
-        for _ in range(epochs):
-            optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            optimizer.step()
+        adam_full_batch(model, data.x_train.double(), data.y_train, epochs, lr)
     return model.float().eval()
+
+
+def adam_full_batch(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float
+) -> None:
+    """Train ``model`` in place: ``epochs`` full-batch Adam steps (weight decay 1e-4) on the
+    cross-entropy of ``model(x)`` against the labels ``y``. The digits MLP, CNN and ResNet all
+    train this way; the caller fixes the seed and the thread count."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
 
 
 def smallest_margin(logits: torch.Tensor) -> float:

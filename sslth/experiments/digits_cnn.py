@@ -105,12 +105,7 @@ def train_cnn(
         torch.manual_seed(seed)
         model = make_cnn(channels).double()
         x = images(data.x_train).double()
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
-        for _ in range(epochs):
-            optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(x), data.y_train)
-            loss.backward()
-            optimizer.step()
+        digits.adam_full_batch(model, x, data.y_train, epochs, lr)
     return model.eval()
 
 
