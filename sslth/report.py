@@ -216,11 +216,44 @@ def build_report(
     solver: str,
     timings: dict[str, float],
 ) -> Report:
-    random_params = sum(spec.dense_params for spec in specs)
-    block_params = sum(spec.block_params for spec in specs)
-    kept = sum(layer.kept_params for layer in layer_reports)
-    return Report(
+    return report_from_counts(
+        kept=sum(layer.kept_params for layer in layer_reports),
+        random_params=sum(spec.dense_params for spec in specs),
+        block_params=sum(spec.block_params for spec in specs),
+        target_params=target.num_params,
+        certificate=certificate,
+        empirical=empirical,
         epsilon=float(epsilon),
+        density_limit=float(density_limit),
+        seed=int(seed),
+        device=device,
+        solver=solver,
+        layers=layer_reports,
+        timings=timings,
+    )
+
+
+def report_from_counts(
+    *,
+    kept: int,
+    random_params: int,
+    block_params: int,
+    target_params: int,
+    certificate: Certificate,
+    empirical: float,
+    epsilon: float,
+    density_limit: float,
+    seed: int,
+    device,
+    solver: str,
+    layers: list[LayerReport],
+    timings: dict[str, float],
+    construction: str = "2l",
+) -> Report:
+    """A :class:`Report` from a ticket's parameter counts and certificate: the densities and
+    ratios are derived here, for the 2l and the l+1 tickets alike."""
+    return Report(
+        epsilon=epsilon,
         radius=certificate.radius,
         certified_error=certificate.bound,
         certified_error_exact=certificate.exact,
@@ -228,17 +261,18 @@ def build_report(
         arithmetic=certificate.arithmetic,
         empirical_error=empirical,
         density=measured_density(kept, random_params),
-        density_limit=float(density_limit),
+        density_limit=density_limit,
         density_block=kept / block_params,
         random_params=random_params,
         ticket_params=kept,
-        target_params=target.num_params,
-        overparameterization=random_params / target.num_params,
-        ticket_to_target=kept / target.num_params,
-        seed=int(seed),
+        target_params=target_params,
+        overparameterization=random_params / target_params,
+        ticket_to_target=kept / target_params,
+        seed=seed,
         device=str(device),
         solver=solver,
-        layers=layer_reports,
+        layers=layers,
         timings={name: round(seconds, 4) for name, seconds in timings.items()},
         versions=versions(),
+        construction=construction,
     )

@@ -25,7 +25,7 @@ from sslth.lplus1.layout import (
     module_weight,
 )
 from sslth.masks import plain_copy
-from sslth.report import LayerReport, Report, versions
+from sslth.report import LayerReport, Report, report_from_counts
 from sslth.rounding import DTYPES
 from sslth.target import Target
 from sslth.ticket import Ticket, _pack, base_payload, read_header, write_payload
@@ -228,31 +228,20 @@ def _layer_report(ticket: LPlus1Ticket, certificate: LPlus1Certificate, t: int) 
 
 def _report(ticket, certificate, empirical: float, timings: dict) -> Report:
     spec = ticket.spec
-    kept = ticket.lplus1_masks.kept
-    random = spec.random_params
-    target_params = ticket.target.num_params
-    return Report(
+    return report_from_counts(
+        kept=ticket.lplus1_masks.kept,
+        random_params=spec.random_params,
+        block_params=spec.block_params,
+        target_params=ticket.target.num_params,
+        certificate=certificate,
+        empirical=empirical,
         epsilon=ticket.epsilon,
-        radius=certificate.radius,
-        certified_error=certificate.bound,
-        certified_error_exact=certificate.exact,
-        rounding_error=certificate.rounding,
-        arithmetic=certificate.arithmetic,
-        empirical_error=empirical,
-        density=measured_density(kept, random),
         density_limit=ticket.density_limit,
-        density_block=kept / spec.block_params,
-        random_params=random,
-        ticket_params=kept,
-        target_params=target_params,
-        overparameterization=random / target_params,
-        ticket_to_target=kept / target_params,
         seed=ticket.seed,
-        device=str(ticket.device),
+        device=ticket.device,
         solver=ticket.solver,
         layers=[_layer_report(ticket, certificate, t) for t in range(1, spec.depth + 1)],
-        timings={name: round(seconds, 4) for name, seconds in timings.items()},
-        versions=versions(),
+        timings=timings,
         construction=CONSTRUCTION,
     )
 
