@@ -633,7 +633,15 @@ def _ticket_from_payload(payload: dict, path: Path, device) -> Ticket:
                 "stream differs)"
             )
     target = _target(layers, metadata, path)
-    ticket = Ticket(
+    header = (metadata, seed, epsilon, radius, density_limit, dtype_name)
+    return _loaded_ticket(Ticket, target, specs, masks, header, tolerances, device, path)
+
+
+def _loaded_ticket(cls, target, specs, masks, header: tuple, tolerances, device, path: Path):
+    """A ``cls`` (:class:`Ticket` or the l+1 ticket) built from a validated file's target,
+    specs, masks, header (:func:`read_header`'s tuple) and tolerances, with its stored report."""
+    metadata, seed, epsilon, radius, density_limit, dtype_name = header
+    ticket = cls(
         target,
         specs,
         masks,

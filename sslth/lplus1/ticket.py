@@ -26,7 +26,6 @@ from sslth.lplus1.layout import (
 )
 from sslth.masks import plain_copy
 from sslth.report import LayerReport, Report, report_from_counts
-from sslth.rounding import DTYPES
 from sslth.target import Target
 from sslth.ticket import Ticket, _pack, base_payload, read_header, write_payload
 from sslth.ticketfile import (
@@ -34,8 +33,6 @@ from sslth.ticketfile import (
     METADATA_KEYS,
     check_keys,
     check_target_tensor,
-    check_text,
-    stored_report,
 )
 from sslth.verdicts import measured_density
 
@@ -248,7 +245,7 @@ def _report(ticket, certificate, empirical: float, timings: dict) -> Report:
 
 def ticket_from_payload(payload: dict, path: Path, device) -> LPlus1Ticket:
     """Validate every field of a checksum-verified l+1 payload and build the ticket."""
-    from sslth.ticket import _field, _positive, _target, _unpack
+    from sslth.ticket import _field, _loaded_ticket, _positive, _target, _unpack
 
     metadata, seed, epsilon, radius, density_limit, dtype_name = read_header(payload, path)
     expected = [key if key != "specs" else "spec" for key in METADATA_KEYS]
@@ -285,21 +282,9 @@ def ticket_from_payload(payload: dict, path: Path, device) -> LPlus1Ticket:
             f"{path}: the random weights regenerated from the seed do not match the stored "
             "checksums (tampered file, or a torch whose random stream differs)"
         )
-    ticket = LPlus1Ticket(
-        target,
-        spec,
-        LPlus1Masks(weights, biases),
-        seed=seed,
-        epsilon=epsilon,
-        radius=radius,
-        tolerances=[float(t) for t in tolerances],
-        density_limit=density_limit,
-        dtype=DTYPES[dtype_name],
-        device=device,
-        solver=check_text(_field(metadata, "solver", path), "solver", path),
-    )
-    ticket.stored_report = stored_report(_field(metadata, "report", path), path)
-    return ticket
+    header = (metadata, seed, epsilon, radius, density_limit, dtype_name)
+    masks = LPlus1Masks(weights, biases)
+    return _loaded_ticket(LPlus1Ticket, target, spec, masks, header, tolerances, device, path)
 
 
 def _target_layers(payload: dict, path: Path):
