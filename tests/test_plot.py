@@ -252,7 +252,17 @@ def test_replot_script_on_the_committed_csvs(tmp_path) -> None:
         source / "theorem3_points.csv",
         lambda row: row["epsilon"] == "0.01" and row["width"] == "4",
     )
+    _copy_rows(
+        FIGURES / "theorem4_points.csv",
+        source / "theorem4_points.csv",
+        lambda row: row["epsilon"] == "0.1" and row["bias"] == "False",
+    )
     out = tmp_path / "figures"
     assert _replot_module().main(["--csv", str(source), "--out", str(out)]) == 0
-    for name in ("theorem2_vs_x.png", "theorem2_vs_n.png", "theorem3_density.png"):
+    for name in (
+        "theorem2_vs_x.png",
+        "theorem2_vs_n.png",
+        "theorem3_density.png",
+        "theorem4_density.png",
+    ):
         assert (out / name).stat().st_size > 0, name
