@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,35 +50,13 @@ class LPlus1Ticket(Ticket):
     construction = CONSTRUCTION
 
     def __init__(
-        self,
-        target: Target,
-        spec: LPlus1Spec,
-        masks: LPlus1Masks,
-        *,
-        seed: int,
-        epsilon: float,
-        radius: float,
-        tolerances: list[float],
-        density_limit: float = 1.0,
-        dtype: torch.dtype = torch.float64,
-        device: str | torch.device = "cpu",
-        solver: str = "auto",
-        report: Report | None = None,
+        self, target: Target, spec: LPlus1Spec, masks: LPlus1Masks, **settings: Any
     ) -> None:
-        super().__init__(
-            target,
-            [],
-            [],
-            seed=seed,
-            epsilon=epsilon,
-            radius=radius,
-            tolerances=tolerances,
-            density_limit=density_limit,
-            dtype=dtype,
-            device=device,
-            solver=solver,
-            report=report,
-        )
+        """``settings`` are :class:`~sslth.ticket.Ticket`'s keywords (``seed``, ``epsilon``,
+        ``radius``, ``tolerances``, ``density_limit``, ``dtype``, ``device``, ``solver``,
+        ``report``), passed through so the two constructions cannot drift apart; the 2l
+        ``specs`` and ``masks`` stay empty, the l+1 layout is ``spec`` and ``masks``."""
+        super().__init__(target, [], [], **settings)
         self.spec = spec
         self.lplus1_masks = masks
 
