@@ -111,8 +111,10 @@ def main() -> int:
         _set_tf32(False)  # the legacy TF32 switch also sets the CPU's float32 precision
         ticket = sslth.prune(
             case["target"], 0.2, 0.6, radius=case["radius"], input_shape=case["input_shape"],
-            dtype="float32", progress=False, empirical_samples=200,
+            dtype="float32", progress=False, empirical_samples=200, device="cpu",
         )  # fmt: skip
+        # pruned on the CPU (the default device is cuda where there is one): the float64 copies
+        # the attack reasons with must stay on the CPU, and only the certified copy moves
         exported = ticket.export()
         for tf32 in (False, True):
             _set_tf32(tf32)
