@@ -17,6 +17,12 @@ mapped onto the architecture's Linear/Conv2d layers **by order** (see :func:`sta
 so the key names do not matter (``0.weight``, ``1.weight`` after a Flatten, ``fc1.weight`` …),
 only their order and shapes; ``keys`` names the layers' prefixes where the file's order is not
 the forward order.
+
+Or the architecture is the model's own class, ``module = "package.module:ClassName"`` with
+``kwargs`` for its constructor: the file fills it through ``load_state_dict`` and the model is
+traced as a graph target (BatchNorm, residual adds, global pooling; :mod:`sslth.model_class`).
+Importing the class runs its module's code, which the config names; the file itself is read
+with the safe loader and never runs code.
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ from torch import nn
 from sslth._version import __version__
 from sslth.errors import ConfigError, TargetError
 from sslth.fields import from_mapping, option
+from sslth.model_class import check_spec, load_model
 from sslth.search.options import PruneOptions
-from sslth.sizes import check_random_params
+from sslth.sizes import check_random_params, layer_sizes
 from sslth.target import Target, as_target
 
 TARGET_KINDS = ("random", "state_dict")
@@ -85,6 +92,15 @@ class TargetConfig:
         help="state_dict: the key prefix of each Linear/Conv2d layer in forward order, e.g. "
         "['fc1', 'fc2'] (default: the file's order)",
     )
+    module: str = option(
+        "",
+        help="state_dict: the model's class instead of widths or layers, "
+        "'package.module:ClassName' (imported from the config's folder or sys.path: its "
+        "module's code runs), filled with the file by load_state_dict",
+    )
+    kwargs: dict | None = option(
+        None, help="module: the class's constructor keyword arguments, e.g. {channels = 8}"
+    )
 
     def validate(self) -> None:
         """Check the table's values (each layer entry parses); a ConfigError names the key."""
@@ -103,14 +119,46 @@ class TargetConfig:
                 raise ConfigError("path: required when kind = 'state_dict'")
         elif self.keys is not None:
             raise ConfigError("keys: only for kind = 'state_dict'")
+        self._validate_module()
+
+    def _validate_module(self) -> None:
+        """``module`` replaces the hand-written architecture of a state_dict target."""
+        if self.kwargs is not None and not self.module:
+            raise ConfigError("kwargs: only with module (the class's constructor arguments)")
+        if not self.module:
+            return
+        if self.kind != "state_dict":
+            raise ConfigError("module: only for kind = 'state_dict' (the class's weights)")
+        check_spec(self.module)
+        given = [
+            name for name in ("widths", "layers", "keys", "bias") if getattr(self, name) is not None
+        ]
+        if given:
+            raise ConfigError(
+                f"{given[0]}: not with module (the class is the architecture and "
+                "load_state_dict maps the file's keys)"
+            )
+        try:
+            json.dumps(self.kwargs, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"kwargs: values must be strings, numbers, booleans, arrays or tables, got "
+                f"{self.kwargs!r}"
+            ) from None
 
     def check_architecture(self) -> None:
         """A state_dict needs its architecture described (checked after its file exists, so
         that a missing file is what a config with neither reports first)."""
-        if self.kind == "state_dict" and self.widths is None and self.layers is None:
+        if (
+            self.kind == "state_dict"
+            and self.widths is None
+            and self.layers is None
+            and not self.module
+        ):
             raise ConfigError(
-                "[target] widths or layers: required when kind = 'state_dict' (the file holds "
-                "weights, not the architecture), e.g. widths = [784, 500, 10]"
+                "[target] widths, layers or module: required when kind = 'state_dict' (the "
+                "file holds weights, not the architecture), e.g. widths = [784, 500, 10] or "
+                "module = 'mymodels.resnet:ResNet'"
             )
 
     def architecture(self) -> list[LayerEntry]:
@@ -520,13 +568,34 @@ def _target_of(model: nn.Sequential, input_shape: list[int] | None, what: str) -
         raise ConfigError(f"[target] {what}: {message}") from None
 
 
-def build_target(config: TargetConfig, input_shape: list[int] | None = None) -> nn.Sequential:
+def _from_module_class(
+    config: TargetConfig, input_shape: list[int] | None, folder: Path | None
+) -> tuple[nn.Module, Target]:
+    """The model class of ``module`` filled with the file, and its traced target."""
+    model = load_model(
+        config.module,
+        config.kwargs,
+        read_state_dict(config.path),
+        where=f"[target] path: {config.path}",
+        folder=folder,
+    )
+    try:
+        return model, as_target(model, input_shape=input_shape)
+    except TargetError as error:
+        raise ConfigError(f"[target] module {config.module!r}: {error}") from None
+
+
+def build_target(
+    config: TargetConfig, input_shape: list[int] | None = None, folder: Path | None = None
+) -> nn.Module:
     """The target network a config describes (a state_dict's layers in float64, so that the
-    file's weights are kept exactly whatever their float dtype).
+    file's weights are kept exactly whatever their float dtype; a ``module``'s class as the
+    file fills it, in eval mode).
 
     Args:
         config: the ``[target]`` table.
         input_shape: ``[prune] input_shape`` (required by convs and pools).
+        folder: the config file's folder (searched first for a ``module``).
 
     Returns:
         The model, validated by :func:`sslth.as_target`.
@@ -535,6 +604,8 @@ def build_target(config: TargetConfig, input_shape: list[int] | None = None) -> 
         ConfigError: one line naming the key, the layer entry or the file.
     """
     config.check_architecture()
+    if config.module:
+        return _from_module_class(config, input_shape, folder)[0]
     entries = config.architecture()
     if config.kind == "state_dict":
         model = _from_state_dict(config, entries)
@@ -549,16 +620,23 @@ def build_target(config: TargetConfig, input_shape: list[int] | None = None) -> 
     return model
 
 
-def load_target(config: Config, options: PruneOptions) -> tuple[nn.Sequential, Target]:
-    """The model a config describes and its validated :class:`~sslth.target.Target`; an
-    architecture whose smallest random network is over ``max_random_params`` is refused from
-    its sizes, before any weight is drawn."""
+def _check_sizes(sizes: list, options: PruneOptions) -> None:
     try:
-        check_random_params(
-            _entry_sizes(config.target), options.max_random_params, options.construction
-        )
+        check_random_params(sizes, options.max_random_params, options.construction)
     except TargetError as error:
         raise ConfigError(f"[target] {error}") from None
+
+
+def load_target(config: Config, options: PruneOptions) -> tuple[nn.Module, Target]:
+    """The model a config describes and its validated :class:`~sslth.target.Target`; an
+    architecture whose smallest random network is over ``max_random_params`` is refused from
+    its sizes, before any weight is drawn (a ``module``'s, once the file has filled it)."""
+    if config.target.module:
+        folder = Path(config.source).parent if config.source else None
+        model, target = _from_module_class(config.target, options.input_shape, folder)
+        _check_sizes(layer_sizes(target), options)
+        return model, target
+    _check_sizes(_entry_sizes(config.target), options)
     model = build_target(config.target, options.input_shape)
     what = "layers" if config.target.layers is not None else "widths"
     return model, _target_of(model, options.input_shape, what)

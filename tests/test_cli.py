@@ -363,7 +363,7 @@ def _bad_files(tmp_path):
         "count": (mlp.state_dict(), "widths = [5, 4, 2, 2]", "the file has 2 Linear/Conv2d"),
         "bias": (mlp.state_dict(), "widths = [5, 4, 2]\nbias = false", "without a bias"),
         "keys": (mlp.state_dict(), 'widths = [5, 4, 2]\nkeys = ["fc1", "2"]', "'fc1'"),
-        "no architecture": (mlp.state_dict(), "", "widths or layers: required"),
+        "no architecture": (mlp.state_dict(), "", "widths, layers or module: required"),
     }
 
 
