@@ -3,6 +3,7 @@ independent float64 reference and an attack, the ticket's file, figure and refus
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -11,8 +12,13 @@ import torch
 from torch import nn
 
 import sslth
+from sslth.cli import main
+from sslth.config import load_config, load_target
 from sslth.errors import ConfigError, NotATicketError
+from sslth.lplus1 import search as lplus1_search
 from sslth.lplus1.layout import build_network, module_weight
+from sslth.lplus1.plan import plan_for
+from sslth.lplus1.solve import solve_layer
 from tests.attack import QUICK, float64_copy, worst_gap
 from tests.reference_lplus1 import exact_forward, reference_bound
 
@@ -72,12 +78,54 @@ def test_conv_target_is_refused_in_one_line():
     assert "\n" not in str(error.value)
 
 
-def test_fixed_n_or_k_and_plan_are_refused_for_lplus1():
+def test_fixed_n_or_k_are_refused_for_lplus1_by_prune_and_plan():
     target = _target([2, 3, 2], False)
     with pytest.raises(ConfigError, match="n and k"):
         sslth.prune(target, 0.1, 0.3, construction="l+1", k=2, progress=False)
-    with pytest.raises(ConfigError, match="l\\+1"):
-        sslth.plan(target, 0.1, 0.3, construction="l+1", calibrate=False)
+    with pytest.raises(ConfigError, match="n and k"):
+        sslth.plan(target, 0.1, 0.3, construction="l+1", n=4, calibrate=False)
+
+
+def test_plan_gives_the_sizes_the_lplus1_prune_solves_first(monkeypatch):
+    """sslth.plan's ρ, k, tolerance, instances and m per layer are what the first round of the
+    l+1 search hands the solver (recorded at solve_layer), for a target with biases."""
+    target = _target([3, 4, 4, 2], True, seed=3)
+    planned = sslth.plan(target, EPSILON, DENSITY, construction="l+1", calibrate=False)
+    assert planned.construction == "l+1" and planned.within_limits
+    first: dict[int, tuple] = {}
+
+    def recording(spec, target_, t, k, tolerance, **kwargs):
+        picks = solve_layer(spec, target_, t, k, tolerance, **kwargs)
+        first.setdefault(t, (spec.copies[t - 1], k, tolerance, len(picks.errors), spec))
+        return picks
+
+    monkeypatch.setattr(lplus1_search, "solve_layer", recording)
+    ticket = sslth.prune(
+        target, EPSILON, DENSITY, construction="l+1", progress=False, empirical_samples=200
+    )
+    assert sorted(first) == [1, 2, 3]
+    for row in planned.layers:
+        rho, k, tolerance, instances, spec = first[row.index]
+        assert (row.n, row.k, row.tolerance, row.instances) == (rho, k, tolerance, instances)
+        assert row.random_params == spec.layer_params(row.index)
+    assert planned.random_params == first[1][4].random_params
+    assert "construction l+1" in str(planned)
+    assert ticket.report.density <= DENSITY
+
+
+def test_plan_beyond_max_random_params_says_what_lplus1_needs():
+    target = _target([3, 4, 4, 2], False)
+    planned = sslth.plan(
+        target, EPSILON, DENSITY, construction="l+1", calibrate=False, max_random_params=2000
+    )
+    assert not planned.within_limits and planned.random_params is None
+    assert all(row.n is None and row.needed_n >= 1 for row in planned.layers)
+    (warning,) = planned.warnings
+    assert "over max_random_params = 2,000" in warning
+    with pytest.raises(sslth.TicketNotFound):
+        sslth.prune(
+            target, EPSILON, DENSITY, construction="l+1", progress=False, max_random_params=2000
+        )
 
 
 def test_the_ticket_meets_the_request_with_exactly_k_picks(case):
@@ -187,3 +235,23 @@ def test_masks_figure_and_error_histogram(case, tmp_path):
     sslth.plot.masks(ticket, tmp_path / "m.png")
     sslth.plot.error_histogram(ticket, tmp_path / "h.png")
     assert (tmp_path / "m.png").stat().st_size > 0 and (tmp_path / "h.png").stat().st_size > 0
+
+
+def _config_and_options(path):
+    config = load_config(path)
+    return config, config.options({"progress": False})
+
+
+def test_cli_plan_reads_construction_from_the_toml(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text(
+        "[target]\nwidths = [3, 4, 2]\nseed = 1\n[prune]\nepsilon = 0.1\ndensity = 0.3\n"
+        'construction = "l+1"\n'
+    )
+    assert main(["plan", "--config", str(config), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["construction"] == "l+1" and data["within_limits"]
+    target = load_target(*_config_and_options(config))[1]
+    expected = plan_for(target, load_config(config).options({"progress": False}))
+    assert [row["n"] for row in data["layers"]] == list(expected.copies)
+    assert [row["k"] for row in data["layers"]] == list(expected.picks)

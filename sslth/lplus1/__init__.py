@@ -7,5 +7,6 @@ l+1 construction"). Reached through ``sslth.prune(..., construction="l+1")``.
 - :mod:`sslth.lplus1.plan`: tolerances, ρ and k per layer;
 - :mod:`sslth.lplus1.certify`: the copy recursion and the rounding term;
 - :mod:`sslth.lplus1.search`: the rounds of the search;
+- :mod:`sslth.lplus1.preview`: ``sslth.plan``'s rows for l+1;
 - :mod:`sslth.lplus1.ticket`: the ticket, its report, save and load.
 """

@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from sslth.construct import _mix
+from sslth.target import TargetLayer
 
 _WEIGHT, _BIAS = 0, 1
 
@@ -136,6 +137,12 @@ def module_bias(spec: LPlus1Spec, t: int) -> torch.Tensor | None:
 def copy_rows(matrix: torch.Tensor, rho: int) -> torch.Tensor:
     """C_t M: every row of ``matrix`` repeated ρ times (copy (i, c) at row i·ρ + c)."""
     return matrix.repeat_interleave(rho, dim=0)
+
+
+def replicated_layer(layer: TargetLayer, rho: int) -> TargetLayer:
+    """C_t W_t (and C_t b_t): ``layer`` with every row copied ρ times."""
+    bias = None if layer.bias is None else copy_rows(layer.bias[:, None], rho)[:, 0]
+    return TargetLayer(copy_rows(layer.weight, rho), bias)
 
 
 @dataclass

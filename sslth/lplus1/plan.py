@@ -22,7 +22,7 @@ from functools import lru_cache
 
 from sslth import theory
 from sslth.kinds import spectral_norm
-from sslth.lplus1.layout import copy_rows
+from sslth.lplus1.layout import replicated_layer
 from sslth.search.sizing import (
     MAX_PICKS,
     SAFETY,
@@ -151,19 +151,49 @@ def plan_lplus1(
                 return None
             new_copies[t], new_picks[t] = sizes
             rho_out = sizes[0]
-        first = target.layers[0]
-        replicated = TargetLayer(
-            copy_rows(first.weight, rho_out),
-            None if first.bias is None else copy_rows(first.bias[:, None], rho_out)[:, 0],
-        )
         sizes = plan_layer(
-            replicated, density, tolerances[0], start=minimum[0], max_params=max_params
+            replicated_layer(target.layers[0], rho_out),
+            density,
+            tolerances[0],
+            start=minimum[0],
+            max_params=max_params,
         )
         if sizes is None:
             return None
         new_copies[0], new_picks[0] = sizes
         copies, picks = new_copies, new_picks
     return LPlus1Plan(tuple(copies), tuple(picks), tuple(tolerances))
+
+
+def plan_for(
+    target: Target,
+    options,
+    *,
+    scales: list[float] | None = None,
+    minimum: list[int] | None = None,
+    max_params: int | None = None,
+) -> LPlus1Plan | None:
+    """:func:`plan_lplus1` for a request (a :class:`PruneOptions`): the one place the search's
+    rounds and ``sslth.plan`` get ρ, k and the tolerances from.
+
+    Args:
+        target: a dense target (:func:`sslth.lplus1.search.check_request` passed).
+        options: the request's ε, density, radius and ``max_random_params``.
+        scales, minimum: the search's per-layer adjustments (None: the first round's).
+        max_params: a limit other than ``options.max_random_params`` (the plan looks beyond).
+
+    Returns:
+        The sizes, or None when none within the limit is predicted to succeed.
+    """
+    return plan_lplus1(
+        target,
+        options.epsilon,
+        options.density,
+        options.radius,
+        max_params=options.max_random_params if max_params is None else max_params,
+        scales=scales,
+        minimum=minimum,
+    )
 
 
 def layer_shares(figures, depth: int) -> list[float]:
@@ -176,4 +206,4 @@ def layer_shares(figures, depth: int) -> list[float]:
     return shares
 
 
-__all__ = ["LPlus1Plan", "layer_shares", "plan_copy_layer", "plan_lplus1"]
+__all__ = ["LPlus1Plan", "layer_shares", "plan_copy_layer", "plan_for", "plan_lplus1"]

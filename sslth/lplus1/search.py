@@ -16,7 +16,7 @@ import torch
 
 from sslth.errors import ConfigError, TicketNotFound
 from sslth.lplus1.layout import LPlus1Masks, LPlus1Spec
-from sslth.lplus1.plan import layer_shares, plan_lplus1
+from sslth.lplus1.plan import layer_shares, plan_for
 from sslth.lplus1.solve import LayerPicks, TooFewCandidates, solve_layer
 from sslth.lplus1.ticket import LPlus1Ticket
 from sslth.ops import RELU
@@ -53,6 +53,18 @@ def check_target(target: Target) -> None:
             "construction='l+1' needs at least 2 layers (with 1 layer it is the 2l pair: use "
             "construction='2l')"
         )
+
+
+def check_request(target: Target, options) -> None:
+    """What ``prune`` and ``plan`` refuse alike: a target :func:`check_target` refuses, and n
+    or k fixed by the caller.
+
+    Raises:
+        ConfigError: in one line.
+    """
+    check_target(target)
+    if options.n is not None or options.k is not None:
+        raise ConfigError("construction='l+1' searches its own ρ and k: leave n and k unset")
 
 
 def _masks(spec: LPlus1Spec, picks: list[LayerPicks]) -> LPlus1Masks:
@@ -106,23 +118,13 @@ def prune_lplus1(target: Target, options) -> LPlus1Ticket:
         TicketNotFound: no ticket met ε and the density within ``max_random_params``.
         ConfigError: the target is not a dense MLP, or n/k were given.
     """
-    check_target(target)
-    if options.n is not None or options.k is not None:
-        raise ConfigError("construction='l+1' searches its own ρ and k: leave n and k unset")
+    check_request(target, options)
     start = time.perf_counter()
     depth = len(target.layers)
     scales, minimum = [1.0] * depth, [1] * depth
     best, best_key = None, None
     for _ in range(MAX_ROUNDS):
-        plan = plan_lplus1(
-            target,
-            options.epsilon,
-            options.density,
-            options.radius,
-            max_params=options.max_random_params,
-            scales=scales,
-            minimum=minimum,
-        )
+        plan = plan_for(target, options, scales=scales, minimum=minimum)
         if plan is None:
             break
         spec = LPlus1Spec(

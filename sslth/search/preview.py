@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 
 from sslth import theory
 from sslth.device import default_workers, intra_op_threads, resolve_device
-from sslth.errors import ConfigError
 from sslth.search import estimate
 from sslth.search.layer import BLOCK_GROWTH
 from sslth.search.options import PruneOptions, as_options
@@ -100,6 +99,7 @@ class Plan:
     certificate_seconds: float | None = None  # one certificate of the whole network
     round_seconds: float | None = None  # per search round: operators, density, certificate
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    construction: str = "2l"  # "l+1": n is ρ_{t−1}, k is k_t (sslth/lplus1/preview.py)
 
     @property
     def within_limits(self) -> bool:
@@ -228,16 +228,16 @@ def plan(
     """
     started = time.perf_counter()
     opts = as_options(epsilon, density, options, caller="plan", extra=("calibrate",))
-    if opts.construction != "2l":
-        raise ConfigError(
-            f"plan previews construction='2l' only; for construction={opts.construction!r} "
-            "run prune (it reports ρ, k and m)"
-        )
     target = as_target(target, input_shape=opts.input_shape)
     # beyond max_random_params the plan still says how far (up to BEYOND_PARAMS)
     check_random_params(
         layer_sizes(target), max(opts.max_random_params, BEYOND_PARAMS), opts.construction
     )
+    if opts.construction == "l+1":
+        from sslth.lplus1.preview import plan_lplus1_preview
+
+        device = str(resolve_device(opts.device))
+        return plan_lplus1_preview(target, opts, started=started, device=device)
     baseline = estimate.process_bytes()  # before any sample: what a pruning process starts at
     # as prune runs: one intra-op thread (torch's pool made the norms of the sizing 18 times
     # slower than in the prune on a loaded 2-core machine, and every sample 3-5 times)
@@ -437,7 +437,9 @@ def _warnings(plan_: Plan, opts: PruneOptions) -> list[str]:
 # ------------------------------------------------------------------------------ format
 
 
-def _bytes(count: float) -> str:
+def _bytes(count: float | None) -> str:
+    if count is None:  # not estimated (construction l+1)
+        return "-"
     for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if count >= size:
             value = count / size
@@ -540,6 +542,13 @@ def _format(plan_: Plan) -> str:
             f"{_bytes(plan_.memory_bytes):>10}"
         )
     lines.append("")
+    if plan_.construction == "l+1":
+        lines.append(
+            "construction l+1: n is ρ, the copies of each input a layer's instances choose "
+            "from (layer 1: univariate neurons per input and sign); m is module t's weights "
+            "(with module 0's for layer 1). Time and memory are not estimated for l+1 (the "
+            "estimates model the 2l solve)."
+        )
     lines.append(
         "n, k, tolerance: what prune's search starts from (the planner; later rounds may change "
         "them). density: the planner's predicted kept fraction. Eq.29 n: the paper's n* = "
