@@ -5,6 +5,7 @@ from sslth.certificate import empirical_error  # noqa: E402
 from sslth.construct import construct  # noqa: E402
 from sslth.errors import (  # noqa: E402
     ConfigError,
+    InputError,
     NetworkTooLarge,
     NotATicketError,
     SslthError,
@@ -21,6 +22,7 @@ from sslth.ticket import Ticket, load  # noqa: E402
 
 __all__ = [
     "ConfigError",
+    "InputError",
     "NetworkTooLarge",
     "NotATicketError",
     "PruneOptions",

@@ -35,6 +35,11 @@ class NotATicketError(SslthError, ValueError):
     checks; the message names the module, field or file."""
 
 
+class InputError(SslthError, TypeError):
+    """An input a ticket module cannot take as it is (not a float tensor, or a float64 value a
+    float32 module cannot represent); the message says what to do."""
+
+
 class NetworkTooLarge(SslthError, MemoryError):
     """A ticket's dense network would not fit in the memory available; the message says how
     much it needs and what to use instead."""

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sslth.inputs import accept_input, module_dtype
 from sslth.ops import AVGPOOL, Op
 
 INPUT, LAYER, OP, ADD = "input", "layer", "op", "add"
@@ -165,6 +166,9 @@ class GraphNetwork(nn.Module):
         self.steps = nn.ModuleList(steps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype, device = module_dtype(self)
+        if dtype is not None:  # float32 or float64 inputs, converted exactly (sslth.inputs)
+            x = accept_input(x, dtype, device)
         x = x.reshape(x.shape[0], *self.input_shape)
         values: list[torch.Tensor] = []
         steps = iter(self.steps)

@@ -18,6 +18,7 @@ from torch import nn
 from sslth.certificate import Certificate, PairOperator, certify_operators, pair_operator
 from sslth.errors import NotATicketError
 from sslth.graph import GraphNetwork, check_graph, expected_steps
+from sslth.inputs import TicketSequential
 from sslth.kinds import LAYER_MODULES, has_convolution
 from sslth.modules import (
     effective_parameter,
@@ -75,7 +76,7 @@ def read_ticket_network(target: Target, network: nn.Module) -> tuple[list[PairRe
     if target.graph:
         modules, layout = _graph_steps(target, network), expected_steps(target)
     else:
-        problem = module_problem(network, (nn.Sequential,))
+        problem = module_problem(network, (TicketSequential, nn.Sequential))
         if problem:
             raise NotATicketError(f"the network ({type(network).__name__}) {problem}")
         modules, layout = list(network), _expected_layout(target)

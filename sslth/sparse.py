@@ -30,13 +30,12 @@ with ``torch.save(module.state_dict())`` and loads into ``SparseTicket.empty(tar
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 from torch.nn import functional
 
 from sslth.errors import NotATicketError
+from sslth.inputs import accept_input
 from sslth.kinds import LayerKind
 from sslth.target import Target
 
@@ -154,8 +153,9 @@ class SparseTicket(nn.Module):
 
     Built by ``ticket.export(sparse=True)``; an empty one to load a ``state_dict`` into by
     :meth:`empty`. Inputs of either float dtype are accepted: float32 into a float64 module is
-    converted exactly; float64 into a float32 module is rounded to float32 with a warning (the
-    certificate covers float32 inputs of norm ≤ R).
+    converted exactly; float64 into a float32 module is converted when its values are float32
+    numbers and refused otherwise (:func:`sslth.inputs.accept_input`; the certificate covers
+    float32 inputs of norm ≤ R).
     """
 
     def __init__(self, target: Target, dtype: torch.dtype, accumulate: str | None = None) -> None:
@@ -180,7 +180,6 @@ class SparseTicket(nn.Module):
                 layer = target.layers[index]
                 modules.append(SparsePair(layer.kind, layer.d_in, layer.d_out, dtype))
         self.layers = nn.ModuleList(modules)
-        self._warned = False
 
     @classmethod
     def empty(
@@ -211,21 +210,8 @@ class SparseTicket(nn.Module):
         return pair.forward_in(x.to(ACCUMULATIONS[self.accumulate])).to(self.dtype)
 
     def _accept(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` in the module's dtype: float32 → float64 exactly; float64 → float32 rounded,
-        with a warning once."""
-        if not isinstance(x, torch.Tensor) or x.dtype not in (torch.float32, torch.float64):
-            kind = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
-            raise NotATicketError(
-                f"a ticket takes a float32 or float64 tensor, got {kind}: convert it with .float()"
-            )
-        if x.dtype == torch.float64 and self.dtype == torch.float32 and not self._warned:
-            self._warned = True
-            warnings.warn(
-                "a float64 input to a float32 ticket is rounded to float32 (the certificate "
-                "covers float32 inputs): pass x.float() to silence this",
-                stacklevel=3,
-            )
-        return x.to(device=self.values_device(), dtype=self.dtype)
+        """``x`` in the module's dtype, converted exactly or refused (:func:`accept_input`)."""
+        return accept_input(x, self.dtype, self.values_device())
 
     def values_device(self) -> torch.device:
         return self.target_digest.device

@@ -29,6 +29,7 @@ from sslth.construct import (
 )
 from sslth.errors import NetworkTooLarge, NotATicketError, SslthError
 from sslth.graph import GraphNetwork, Node
+from sslth.inputs import TicketSequential, accept_input
 from sslth.kinds import kind_from_dict
 from sslth.masks import PairMasks, apply_pair_masks, plain_copy
 from sslth.network import check_operators, network_operators, read_ticket_network
@@ -121,7 +122,9 @@ class Ticket:
     def export(
         self, compact: bool = False, *, sparse: bool = False, accumulate: str | None = None
     ) -> nn.Module:
-        """A plain ``nn.Sequential`` with the masks made permanent (pruned weights are zero), or
+        """A plain ``nn.Sequential`` (a :class:`~sslth.inputs.TicketSequential`, which takes
+        float32 or float64 inputs whatever its dtype) with the masks made permanent (pruned
+        weights are zero), or
         with ``sparse=True`` a :class:`~sslth.sparse.SparseTicket` that runs on the kept weights
         only.
 
@@ -160,9 +163,9 @@ class Ticket:
             plain = _drop_dead_units(plain, self.specs)
         if self.target.graph:
             return GraphNetwork(self.target.graph, self.target.input_shape, plain, 3)
-        return nn.Sequential(*plain)
+        return TicketSequential(*plain)
 
-    def _compact_from_masks(self) -> nn.Sequential:
+    def _compact_from_masks(self) -> nn.Module:
         pairs = []
         for spec, masks in zip(self.specs, self.masks, strict=True):
             kept = masks.kept_neurons.nonzero().squeeze(1)
@@ -189,22 +192,21 @@ class Ticket:
                     first.bias.copy_(torch.where(reads, 0.0, diagonal))
                 second.weight.copy_(spec.kind.from_rows(rows, spec.d_out))
             pairs.append((first, second))
-        return self.target.network(pairs).to(device=self.device, dtype=self.dtype)
+        network = self.target.network(pairs).to(device=self.device, dtype=self.dtype)
+        return network if self.target.graph else TicketSequential(*network)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The ticket on ``x`` (float32 or float64), as its report certifies it: a float64
         ticket runs ``ticket.network`` (a float32 input is converted exactly); a float32 ticket
-        runs its sparse export (float64 accumulation; a float64 input is rounded to float32,
-        with a warning), rebuilt from ``ticket.network`` when that has been built (and maybe
-        edited)."""
+        runs its sparse export (float64 accumulation; a float64 input is converted when its
+        values are float32 numbers, else refused: pass ``x.float()``), rebuilt from
+        ``ticket.network`` when that has been built (and maybe edited)."""
+        x = accept_input(x, self.dtype, self.device)
         if self.dtype == torch.float32 and not self.target.graph:
             if self._deployment is None or self._network is not None:
                 self._deployment = self.export(sparse=True)
             return self._deployment(x)
-        if not isinstance(x, torch.Tensor) or x.dtype not in (torch.float32, torch.float64):
-            kind = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
-            raise SslthError(f"a ticket takes a float32 or float64 tensor, got {kind}")
-        return self.network(x.to(device=self.device, dtype=self.dtype))
+        return self.network(x)
 
     # ---------------------------------------------------------------- the report
     def evaluate(
