@@ -161,12 +161,11 @@ def replot_theorem3(source: Path, out: Path) -> list[str]:
             rel_tol=1e-5,
         ):
             raise ValueError("theorem3_points.csv: paper_shape does not match its settings")
-    groups = theorem3.aggregate(records)
-    c_ratio, _ = theorem3.fit(records)
+    c_ratio, c_amp = theorem3.fit(records)
     return theorem3._plot(
         records,
-        groups,
         c_ratio,
+        c_amp,
         out,
         _config(
             theorem3.Config,

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
-from sslth.errors import ConfigError
+from sslth.errors import ConfigError, TicketNotFound
 from sslth.fields import from_mapping
 
 C = TypeVar("C")
@@ -36,6 +36,22 @@ def load_config(path: str | os.PathLike, cls: type[C]) -> C:
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+def prune_outcome(prune: Callable[[], Any]) -> tuple[Any, bool, str | None]:
+    """Run ``prune`` (a call of :func:`sslth.prune`) for a sweep point.
+
+    Returns:
+        The report of the ticket it returned, ``True`` and ``None``; or, when it raised
+        :class:`~sslth.errors.TicketNotFound`, the report of the best ticket the error carries
+        (``None`` if it carries none), ``False`` and the error's first sentence (at most 160
+        characters) as the reason.
+    """
+    try:
+        return prune().report, True, None
+    except TicketNotFound as error:
+        report = None if error.best is None else error.best.report
+        return report, False, str(error).split(".")[0][:160]
 
 
 # ---------------------------------------------------------------- the per-point cache

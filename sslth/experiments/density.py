@@ -1,4 +1,6 @@
-"""What the density sweeps of Theorems 3 and 4 share: the fitted constants, the within-series
+"""What the density sweeps of Theorems 3 and 4 share: the sweep itself (each series tried from
+the largest density down until its first failure, and the files written from its records), the
+config checks and record fields they have in common, the fitted constants, the within-series
 log-log slope, and the pieces of their figures (median and min–max bars, the Pensia and Malach
 guides, plain log ticks)."""
 
@@ -6,15 +8,112 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from sslth import theory
+from sslth.experiments.common import PointCache, require, sweep, write_csv
 
 Record = dict[str, Any]
+
+
+# ---------------------------------------------------------------- the sweep
+def check_config(config: Any) -> None:
+    """The range checks every density sweep's config shares (its ``epsilons``, ``seeds``,
+    ``densities`` and ``max_random_params``), after the checks of its own target settings."""
+    for e in config.epsilons:
+        require(e > 0, f"epsilons must be > 0, got {e}")
+    for s in config.seeds:
+        require(s >= 0, f"seeds must be >= 0, got {s}")
+    for g in config.densities:
+        require(0 < g <= 1, f"densities must be in (0, 1], got {g}")
+    require(config.max_random_params >= 1000, "max_random_params must be >= 1000")
+
+
+def report_fields(report: Any, *, empirical: bool = False) -> Record:
+    """A sweep record's figures of a ticket's report (the ticket found, or the best one when
+    none met the request); ``empirical`` adds the empirical error."""
+    fields: Record = {"certified_error": report.certified_error}
+    if empirical:
+        fields["empirical_error"] = report.empirical_error
+    fields.update(
+        achieved_density=report.density,
+        random_params=report.random_params,
+        target_params=report.target_params,
+        overparameterization=report.overparameterization,
+        n=[layer.n for layer in report.layers],
+        k=[layer.k for layer in report.layers],
+    )
+    return fields
+
+
+def run_sweep(
+    experiment: ModuleType,
+    config: Any,
+    out_dir: str | Path,
+    *,
+    progress: bool,
+    plots: bool,
+    cached_only: bool,
+) -> list[Record]:
+    """Measure a density sweep (cached under ``out_dir/points``) and write its files.
+
+    Each of the experiment's series is tried at its densities from the largest down; the first
+    density at which no ticket is found ends that series. ``experiment`` is the sweep's module
+    (:mod:`~sslth.experiments.theorem3`, :mod:`~sslth.experiments.theorem4`), which names its
+    parts: ``NAME`` (the files' prefix), ``TITLE`` (the summary's heading while nothing is
+    measured), ``_series(config)`` (the series, seeds outermost), ``_point(config, series,
+    density)`` (a point's cache name and settings), ``_measure(config, settings)`` (one prune
+    run: a record with ``found``), ``_complete(record)`` (the fields derived from a record,
+    cached or not), ``aggregate``, ``fit``, ``_plot(records, c_ratio, c_amp, out, config)``
+    and ``_summary(records, groups, c_ratio, c_amp, figures, config)``. Each is looked up when
+    it is used, so a test can replace one.
+
+    Returns:
+        The records, in sweep order: ``NAME_points.csv``; ``NAME_spread.csv`` (the
+        ``aggregate``), the figures (unless ``plots`` is false) and ``summary.md`` are written.
+    """
+    out = Path(out_dir)
+    series = experiment._series(config)
+    densities = sorted(config.densities, reverse=True)
+    last: dict[str, bool] = {}  # whether the point just yielded found a ticket (if measured)
+
+    def points() -> Iterator[tuple[str, Record]]:
+        for key in series:
+            for density in densities:
+                last.clear()
+                yield experiment._point(config, key, density)
+                if last.get("found") is False:
+                    break  # where it stops being possible: the smaller densities are not tried
+
+    records = sweep(
+        points(),
+        lambda settings: experiment._measure(config, settings),
+        PointCache(out),
+        total=len(series) * len(densities),
+        desc=experiment.NAME,
+        progress=progress,
+        cached_only=cached_only,
+        stop=lambda settings, record: last.update(found=record["found"]),
+    )
+    for r in records:
+        experiment._complete(r)
+    if not records:
+        (out / "summary.md").write_text(f"# {experiment.TITLE}\n\nNo point measured yet.\n")
+        return records
+    write_csv(out / f"{experiment.NAME}_points.csv", records)
+    groups = experiment.aggregate(records)
+    c_ratio, c_amp = experiment.fit(records)
+    write_csv(out / f"{experiment.NAME}_spread.csv", groups)
+    figures = experiment._plot(records, c_ratio, c_amp, out, config) if plots else []
+    summary = experiment._summary(records, groups, c_ratio, c_amp, figures, config)
+    (out / "summary.md").write_text(summary)
+    return records
 
 
 def fmt(value, spec: str = ".3g") -> str:
@@ -25,6 +124,34 @@ def fmt(value, spec: str = ".3g") -> str:
 def spread(values: list[float]) -> tuple[float, float, float]:
     """(min, median, max)."""
     return min(values), statistics.median(values), max(values)
+
+
+def seed_spread(records: list[Record]) -> Record:
+    """A setting's row fields over its seeds: how many were tried and found a ticket, and the
+    min / median / max of m/m_t among those found (None when none was)."""
+    ok = [r["overparameterization"] for r in records if r["found"]]
+    return {
+        "seeds_tried": len(records),
+        "seeds_found": len(ok),
+        "ratio_min": min(ok) if ok else None,
+        "ratio_median": statistics.median(ok) if ok else None,
+        "ratio_max": max(ok) if ok else None,
+    }
+
+
+def fit_range(found: list[Record], c_ratio: float | None) -> str:
+    """The summary's range of measured over fitted m/m_t (c_ratio · paper_shape), "—" when no
+    ticket was found."""
+    if not found:
+        return "—"
+    resid = np.log([r["overparameterization"] / (c_ratio * r["paper_shape"]) for r in found])
+    return f"{math.exp(resid.min()):.2f}×…{math.exp(resid.max()):.2f}×"
+
+
+def summary_tail(name: str, figures: list[str]) -> list[str]:
+    """The summary's closing lines: where every point is, and the figures."""
+    lines = ["", f"Every point: `{name}_points.csv`.", "", "## Figures", ""]
+    return lines + [f"![{f}]({f})" for f in figures] + [""]
 
 
 def fit_constants(

@@ -14,25 +14,30 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 import sslth
 from sslth import theory
-from sslth.experiments.common import PointCache, point_name, require, sweep, write_csv
+from sslth.experiments.common import point_name, prune_outcome, require
 from sslth.experiments.density import (
     DensityFigure,
+    check_config,
     fit_constants,
+    fit_range,
     fmt,
     plot_density,
+    report_fields,
+    run_sweep,
+    seed_spread,
     slope_line,
     style_handles,
+    summary_tail,
     within_slopes,
 )
 
@@ -53,13 +58,7 @@ class Config:
             require(w >= 1, f"widths must be >= 1, got {w}")
         for d in self.depths:
             require(d >= 1, f"depths must be >= 1, got {d}")
-        for e in self.epsilons:
-            require(e > 0, f"epsilons must be > 0, got {e}")
-        for s in self.seeds:
-            require(s >= 0, f"seeds must be >= 0, got {s}")
-        for g in self.densities:
-            require(0 < g <= 1, f"densities must be in (0, 1], got {g}")
-        require(self.max_random_params >= 1000, "max_random_params must be >= 1000")
+        check_config(self)
 
 
 def make_target(width: int, depth: int, seed: int) -> list[torch.Tensor]:
@@ -78,11 +77,12 @@ def paper_shape(width: int, depth: int, epsilon: float, density: float) -> float
 
 
 def measure(settings: dict[str, Any], max_random_params: int) -> dict[str, Any]:
+    """One prune run at one sweep point; the record has the report's figures (those of the best
+    ticket when none met the request, with ``found`` false)."""
     target = make_target(settings["width"], settings["depth"], settings["seed"])
     start = time.perf_counter()
-    record: dict[str, Any] = {}
-    try:
-        ticket = sslth.prune(
+    report, found, reason = prune_outcome(
+        lambda: sslth.prune(
             target,
             settings["epsilon"],
             settings["density"],
@@ -92,22 +92,12 @@ def measure(settings: dict[str, Any], max_random_params: int) -> dict[str, Any]:
             refine=True,
             max_random_params=max_random_params,
         )
-        report, found = ticket.report, True
-    except sslth.TicketNotFound as error:
-        report, found = (None if error.best is None else error.best.report), False
-        record["reason"] = str(error).split(".")[0][:160]
+    )
+    record: dict[str, Any] = {} if reason is None else {"reason": reason}
     record["found"] = found
     record["seconds"] = time.perf_counter() - start
     if report is not None:
-        record.update(
-            certified_error=report.certified_error,
-            achieved_density=report.density,
-            random_params=report.random_params,
-            target_params=report.target_params,
-            overparameterization=report.overparameterization,
-            n=[layer.n for layer in report.layers],
-            k=[layer.k for layer in report.layers],
-        )
+        record.update(report_fields(report))
     return record
 
 
@@ -122,6 +112,25 @@ def _series(config: Config) -> list[tuple[int, int, float, int]]:
     ]
 
 
+NAME, TITLE = "theorem3", "Theorem3"  # the files' prefix; the summary's heading while empty
+
+
+def _point(config: Config, series: tuple, density: float) -> tuple[str, dict[str, Any]]:
+    w, dp, e, s = series
+    settings = {"width": w, "depth": dp, "epsilon": e, "seed": s, "density": density}
+    return point_name(w=w, l=dp, eps=e, s=s, g=density, p=config.max_random_params), settings
+
+
+def _measure(config: Config, settings: dict[str, Any]) -> dict[str, Any]:
+    return measure(settings, config.max_random_params)
+
+
+def _complete(record: dict[str, Any]) -> None:
+    record["paper_shape"] = paper_shape(
+        record["width"], record["depth"], record["epsilon"], record["density"]
+    )
+
+
 def run(
     config: Config,
     out_dir: str | Path,
@@ -130,51 +139,12 @@ def run(
     plots: bool = True,
     cached_only: bool = False,
 ) -> list[dict[str, Any]]:
-    """Measure (cached under ``out_dir/points``) and write CSV, PNG and summary.md."""
-    out = Path(out_dir)
-    cache = PointCache(out)
-    stopped: set[tuple] = set()
-    densities = sorted(config.densities, reverse=True)
-
-    def points() -> Iterator[tuple[str, dict[str, Any]]]:
-        for series in _series(config):
-            for density in densities:
-                if series in stopped:
-                    break
-                w, dp, e, s = series
-                settings = {"width": w, "depth": dp, "epsilon": e, "seed": s, "density": density}
-                yield (
-                    point_name(w=w, l=dp, eps=e, s=s, g=density, p=config.max_random_params),
-                    settings,
-                )
-
-    def stop(settings: dict[str, Any], record: dict[str, Any]) -> None:
-        if not record["found"]:
-            key = (settings["width"], settings["depth"], settings["epsilon"], settings["seed"])
-            stopped.add(key)
-
-    records = sweep(
-        points(),
-        lambda s: measure(s, config.max_random_params),
-        cache,
-        total=len(_series(config)) * len(densities),
-        desc="theorem3",
-        progress=progress,
-        cached_only=cached_only,
-        stop=stop,
+    """Measure (cached under ``out_dir/points``) and write CSV, PNG and summary.md: see
+    :func:`~sslth.experiments.density.run_sweep`."""
+    module = sys.modules[__name__]
+    return run_sweep(
+        module, config, out_dir, progress=progress, plots=plots, cached_only=cached_only
     )
-    for r in records:
-        r["paper_shape"] = paper_shape(r["width"], r["depth"], r["epsilon"], r["density"])
-    if not records:
-        (out / "summary.md").write_text("# Theorem3\n\nNo point measured yet.\n")
-        return records
-    write_csv(out / "theorem3_points.csv", records)
-    groups = aggregate(records)
-    c_ratio, c_amp = fit(records)
-    write_csv(out / "theorem3_spread.csv", groups)
-    figures = _plot(records, groups, c_ratio, out, config) if plots else []
-    (out / "summary.md").write_text(_summary(records, groups, c_ratio, c_amp, figures, config))
-    return records
 
 
 def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -184,18 +154,13 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((r["width"], r["depth"], r["epsilon"], r["density"]), []).append(r)
     rows = []
     for (w, dp, e, g), rs in sorted(groups.items(), key=lambda kv: (*kv[0][:3], -kv[0][3])):
-        ok = [r["overparameterization"] for r in rs if r["found"]]
         rows.append(
             {
                 "width": w,
                 "depth": dp,
                 "epsilon": e,
                 "density": g,
-                "seeds_tried": len(rs),
-                "seeds_found": len(ok),
-                "ratio_min": min(ok) if ok else None,
-                "ratio_median": statistics.median(ok) if ok else None,
-                "ratio_max": max(ok) if ok else None,
+                **seed_spread(rs),
                 "paper_shape": paper_shape(w, dp, e, g),
                 "seconds_median": statistics.median(r["seconds"] for r in rs),
             }
@@ -212,7 +177,7 @@ def fit(records: list[dict[str, Any]]) -> tuple[float | None, float | None]:
 DEPTH_STYLES = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."))
 
 
-def _plot(records, groups, c_ratio, out: Path, config: Config) -> list[str]:
+def _plot(records, c_ratio, c_amp, out: Path, config: Config) -> list[str]:
     """Top row: m/m_t against γ per ε (median over seeds, bars min–max), with the paper's
     1/H2(γ) and the Pensia / Malach regimes as guides. Bottom row: measured over the fitted
     c·log2²(2ld²/ε)/H2(γ), which shows the fit and the seed spread at a readable scale."""
@@ -261,11 +226,7 @@ def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
         for r in found
         if r["certified_error"] > r["epsilon"] or r["achieved_density"] > r["density"]
     ]
-    if found:
-        resid = np.log([r["overparameterization"] / (c_ratio * r["paper_shape"]) for r in found])
-        spread = f"{math.exp(resid.min()):.2f}×…{math.exp(resid.max()):.2f}×"
-    else:
-        spread = "—"
+    spread = fit_range(found, c_ratio)
     lines = [
         "# Theorem 3 / Figure 1: density against overparameterization, measured",
         "",
@@ -301,6 +262,4 @@ def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
             f"{fmt(g['ratio_median'])} | {fmt(g['ratio_max'])} | {g['paper_shape']:.0f} | "
             f"{g['seconds_median']:.1f} |"
         )
-    lines += ["", "Every point: `theorem3_points.csv`.", "", "## Figures", ""]
-    lines += [f"![{f}]({f})" for f in figures] + [""]
-    return "\n".join(lines)
+    return "\n".join(lines + summary_tail(NAME, figures))

@@ -37,27 +37,32 @@ from __future__ import annotations
 import functools
 import math
 import statistics
+import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 import sslth
 from sslth import theory
 from sslth.convnorm import conv_norm_bound, conv_norm_power
-from sslth.experiments.common import PointCache, point_name, require, sweep, write_csv
+from sslth.experiments.common import point_name, prune_outcome, require
 from sslth.experiments.density import (
     DensityFigure,
+    check_config,
     fit_constants,
+    fit_range,
     fmt,
     plot_density,
+    report_fields,
+    run_sweep,
+    seed_spread,
     slope_line,
     style_handles,
+    summary_tail,
     within_slopes,
 )
 
@@ -92,13 +97,7 @@ class Config:
             require(c >= 1, f"channels must be >= 1, got {c}")
         for h in self.input_sizes:
             require(h >= 1, f"input_sizes must be >= 1, got {h}")
-        for e in self.epsilons:
-            require(e > 0, f"epsilons must be > 0, got {e}")
-        for s in self.seeds:
-            require(s >= 0, f"seeds must be >= 0, got {s}")
-        for g in self.densities:
-            require(0 < g <= 1, f"densities must be in (0, 1], got {g}")
-        require(self.max_random_params >= 1000, "max_random_params must be >= 1000")
+        check_config(self)
         require(self.empirical_samples >= 1, "empirical_samples must be >= 1")
         require(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
 
@@ -164,9 +163,8 @@ def measure(
     channels, size = settings["channels"], settings["input_size"]
     target = make_target(channels, size, settings["bias"], settings["seed"])
     start, cpu = time.perf_counter(), time.process_time()
-    record: dict[str, Any] = {}
-    try:
-        ticket = sslth.prune(
+    report, found, reason = prune_outcome(
+        lambda: sslth.prune(
             target,
             settings["epsilon"],
             settings["density"],
@@ -178,10 +176,8 @@ def measure(
             max_random_params=max_random_params,
             empirical_samples=empirical_samples,
         )
-        report, found = ticket.report, True
-    except sslth.TicketNotFound as error:
-        report, found = (None if error.best is None else error.best.report), False
-        record["reason"] = str(error).split(".")[0][:160]
+    )
+    record: dict[str, Any] = {} if reason is None else {"reason": reason}
     record["found"] = found
     record["seconds"] = time.perf_counter() - start
     # CPU time too: the shared 2-core machines are often loaded, which inflates wall time
@@ -190,16 +186,7 @@ def measure(
         layer[2] for layer in _target_tensors(channels, size, settings["bias"], settings["seed"])
     ]
     if report is not None:
-        record.update(
-            certified_error=report.certified_error,
-            empirical_error=report.empirical_error,
-            achieved_density=report.density,
-            random_params=report.random_params,
-            target_params=report.target_params,
-            overparameterization=report.overparameterization,
-            n=[layer.n for layer in report.layers],
-            k=[layer.k for layer in report.layers],
-        )
+        record.update(report_fields(report, empirical=True))
     return record
 
 
@@ -215,6 +202,43 @@ def _series(config: Config) -> list[tuple[int, int, bool, float, int]]:
     ]
 
 
+NAME, TITLE = "theorem4", "Theorem 4"  # the files' prefix; the summary's heading while empty
+
+
+def _point(config: Config, series: tuple, density: float) -> tuple[str, dict[str, Any]]:
+    c, h, b, e, s = series
+    settings = {
+        "channels": c,
+        "input_size": h,
+        "bias": b,
+        "epsilon": e,
+        "seed": s,
+        "density": density,
+    }
+    name = point_name(
+        c=c,
+        H=h,
+        b=int(b),
+        eps=e,
+        s=s,
+        g=density,
+        p=config.max_random_params,
+        m=config.empirical_samples,
+    )
+    return name, settings
+
+
+def _measure(config: Config, settings: dict[str, Any]) -> dict[str, Any]:
+    # ``measure`` is looked up at call time, so a test can replace it to prove the cache is used
+    return measure(settings, config.max_random_params, config.empirical_samples)
+
+
+def _complete(record: dict[str, Any]) -> None:
+    record["paper_shape"] = paper_shape(record["channels"], record["epsilon"], record["density"])
+    if record.get("n"):
+        record["mean_n"] = statistics.mean(record["n"])
+
+
 def run(
     config: Config,
     out_dir: str | Path,
@@ -223,74 +247,23 @@ def run(
     plots: bool = True,
     cached_only: bool = False,
 ) -> list[dict[str, Any]]:
-    """Measure (cached under ``out_dir/points``) and write CSV, PNG and summary.md."""
-    out = Path(out_dir)
-    cache = PointCache(out)
-    stopped: set[tuple] = set()
-    densities = sorted(config.densities, reverse=True)
-
-    def points() -> Iterator[tuple[str, dict[str, Any]]]:
-        for series in _series(config):
-            for density in densities:
-                if series in stopped:
-                    break
-                c, h, b, e, s = series
-                settings = {
-                    "channels": c,
-                    "input_size": h,
-                    "bias": b,
-                    "epsilon": e,
-                    "seed": s,
-                    "density": density,
-                }
-                name = point_name(
-                    c=c,
-                    H=h,
-                    b=int(b),
-                    eps=e,
-                    s=s,
-                    g=density,
-                    p=config.max_random_params,
-                    m=config.empirical_samples,
-                )
-                yield name, settings
-
-    def stop(settings: dict[str, Any], record: dict[str, Any]) -> None:
-        if not record["found"]:
-            keys = ("channels", "input_size", "bias", "epsilon", "seed")
-            stopped.add(tuple(settings[k] for k in keys))
-
+    """Measure (cached under ``out_dir/points``) and write CSV, PNG and summary.md: see
+    :func:`~sslth.experiments.density.run_sweep`. The sweep runs on ``config.threads`` torch
+    threads; the caller's setting is restored after."""
     threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        records = sweep(
-            points(),
-            # looked up at call time, so a test can replace ``measure`` to prove the cache is used
-            lambda s: measure(s, config.max_random_params, config.empirical_samples),
-            cache,
-            total=len(_series(config)) * len(densities),
-            desc="theorem4",
+        return run_sweep(
+            sys.modules[__name__],
+            config,
+            out_dir,
             progress=progress,
+            plots=plots,
             cached_only=cached_only,
-            stop=stop,
         )
     finally:
         torch.set_num_threads(threads)  # the setting is process-wide: give the caller theirs back
-    for r in records:
-        r["paper_shape"] = paper_shape(r["channels"], r["epsilon"], r["density"])
-        if r.get("n"):
-            r["mean_n"] = statistics.mean(r["n"])
-    if not records:
-        (out / "summary.md").write_text("# Theorem 4\n\nNo point measured yet.\n")
-        return records
-    write_csv(out / "theorem4_points.csv", records)
-    groups = aggregate(records)
-    c_ratio, c_amp = fit(records)
-    write_csv(out / "theorem4_spread.csv", groups)
-    figures = _plot(records, c_ratio, c_amp, out, config) if plots else []
-    (out / "summary.md").write_text(_summary(records, groups, c_ratio, c_amp, figures, config))
-    return records
 
 
 def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -302,7 +275,6 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (c, h, b, e, g), rs in sorted(groups.items(), key=lambda kv: (*kv[0][:4], -kv[0][4])):
         ok = [r for r in rs if r["found"]]
-        ratios = [r["overparameterization"] for r in ok]
         rows.append(
             {
                 "channels": c,
@@ -310,11 +282,7 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "bias": b,
                 "epsilon": e,
                 "density": g,
-                "seeds_tried": len(rs),
-                "seeds_found": len(ok),
-                "ratio_min": min(ratios) if ok else None,
-                "ratio_median": statistics.median(ratios) if ok else None,
-                "ratio_max": max(ratios) if ok else None,
+                **seed_spread(rs),
                 "mean_n_median": statistics.median(r["mean_n"] for r in ok) if ok else None,
                 "paper_shape": paper_shape(c, e, g),
                 "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in rs),
@@ -439,13 +407,11 @@ def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
         or r["achieved_density"] > r["density"]
         or r["empirical_error"] > r["certified_error"]
     ]
+    spread = fit_range(found, c_ratio)
+    norms = "—"
     if found:
-        resid = np.log([r["overparameterization"] / (c_ratio * r["paper_shape"]) for r in found])
-        spread = f"{math.exp(resid.min()):.2f}×…{math.exp(resid.max()):.2f}×"
         powers = [p for r in records for p in r["norm_power"]]
         norms = f"{min(powers):.4f}…{max(powers):.4f}"
-    else:
-        spread = norms = "—"
     lines = [
         "# Theorem 4 (CNN targets): density against overparameterization, measured",
         "",
@@ -494,6 +460,4 @@ def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
             f"{fmt(g['mean_n_median'])} | {g['paper_shape']:.0f} | "
             f"{g['cpu_seconds_median']:.1f} |"
         )
-    lines += ["", "Every point: `theorem4_points.csv`.", "", "## Figures", ""]
-    lines += [f"![{f}]({f})" for f in figures] + [""]
-    return "\n".join(lines)
+    return "\n".join(lines + summary_tail(NAME, figures))
