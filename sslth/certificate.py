@@ -144,6 +144,10 @@ def pair_operator(
     return _reduce(a, column, c, v, d_in, kind)
 
 
+# (neuron, row) entries of V reduced at once: about 32 MiB of float64 per temporary
+REDUCTION_ENTRIES = 1 << 22
+
+
 def _reduce(
     a: torch.Tensor,
     column: torch.Tensor,
@@ -156,7 +160,7 @@ def _reduce(
     the input it reads, its bias ``c`` and V (d_out, hidden, *kernel), in chunks of neurons."""
     reduction = _Reduction(d_in, v.shape[0], kind, v.device)
     rows = kind.to_rows(v)
-    chunk = max(1, (1 << 22) // max(rows.shape[0], 1))  # about 32 MiB of float64 per temporary
+    chunk = max(1, REDUCTION_ENTRIES // max(rows.shape[0], 1))
     for start in range(0, rows.shape[1], chunk):
         stop = min(rows.shape[1], start + chunk)
         reduction.add(a[start:stop], column[start:stop], c[start:stop], rows[:, start:stop])
@@ -276,26 +280,45 @@ class _Reduction:
 
 
 def masked_pair_operator(spec, masks, device=None) -> PairOperator:
-    """The operator of a ticket's pair from its compact masks, drawing V block by block from
-    the seed (never the dense U, nor all of V at once). The same function as
-    :func:`pair_operator` of the dense masked pair (which the tests check)."""
-    from sslth.construct import block_diagonal, block_second
+    """The operator of a ticket's pair from its compact masks, drawing V a run of blocks at a
+    time from the seed (never the dense U, nor all of V at once). The same function as
+    :func:`pair_operator` of the dense masked pair (which the tests check), and the same bits
+    whatever the runs: every sum of :class:`_Reduction` is in neuron order."""
+    from sslth.construct import blocks_diagonal, blocks_second_t, input_of_neuron
 
     device = device or torch.device("cpu")
     reduction = _Reduction(spec.d_in, spec.d_out, spec.kind, device)
     matrix = spec.kind.to_rows(masks.second)
-    offsets = spec.block_offsets
-    for block in range(spec.blocks):
-        start, stop = offsets[block], offsets[block + 1]
-        kept = masks.kept_neurons[start:stop]
-        value = torch.where(kept, block_diagonal(spec, block).to(torch.float64), 0.0)
-        second = block_second(spec, block) * matrix[:, start:stop]
-        column = torch.full((stop - start,), min(block, spec.d_in - 1), dtype=torch.long)
-        if block < spec.d_in:
-            reduction.add(value, column, torch.zeros_like(value), second)
-        else:
-            reduction.add(torch.zeros_like(value), column, value, second)
+    block_of = input_of_neuron(spec)
+    for start, stop in _block_runs(spec.block_offsets, REDUCTION_ENTRIES // max(spec.rows, 1)):
+        first, last = spec.block_offsets[start], spec.block_offsets[stop]
+        kept = masks.kept_neurons[first:last]
+        value = torch.where(kept, blocks_diagonal(spec, start, stop).to(torch.float64), 0.0)
+        second = blocks_second_t(spec, start, stop).T * matrix[:, first:last]
+        block = block_of[first:last]
+        # a weight block's neuron reads its input with U's diagonal entry; the bias block's
+        # neurons read only the constant, their U entry is a bias (filed under the last input)
+        weight = block < spec.d_in
+        zero = torch.zeros_like(value)
+        column = block.clamp(max=spec.d_in - 1)
+        reduction.add(
+            torch.where(weight, value, zero), column, torch.where(weight, zero, value), second
+        )
     return reduction.result()
+
+
+def _block_runs(offsets: tuple[int, ...], neurons: int) -> list[tuple[int, int]]:
+    """Consecutive blocks (start, stop) of at most ``neurons`` neurons together (a larger block
+    alone), given the blocks' neuron offsets."""
+    runs, start = [], 0
+    blocks = len(offsets) - 1
+    while start < blocks:
+        stop = start + 1
+        while stop < blocks and offsets[stop + 1] - offsets[start] <= neurons:
+            stop += 1
+        runs.append((start, stop))
+        start = stop
+    return runs
 
 
 @dataclass

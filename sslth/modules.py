@@ -79,6 +79,16 @@ _FUNCTIONAL = {
 _PRUNING_SUFFIXES = ("_orig", "_mask")
 
 
+def _only_counting_modes() -> bool:
+    """Whether every active dispatch mode is sslth's own operator counter, which passes each
+    operator through unchanged (``bench_prune.py --count-ops`` counts a prune under it)."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    from sslth.opcount import OperatorCounter
+
+    return all(type(mode) is OperatorCounter for mode in _get_current_dispatch_mode_stack())
+
+
 def global_hook_problem() -> str | None:
     """Why global state of torch makes every module's forward differ from its layers (None
     when there is none): global forward hooks, an active torch function or dispatch mode, or
@@ -89,7 +99,7 @@ def global_hook_problem() -> str | None:
                 "a global forward hook is registered (torch.nn.modules.module."
                 f"{name}): it runs inside every module's forward; remove it first"
             )
-    if torch._C._len_torch_function_stack() or torch._C._len_torch_dispatch_stack():
+    if torch._C._len_torch_function_stack() or not _only_counting_modes():
         return (
             "a TorchFunctionMode or TorchDispatchMode is active (e.g. a `with torch.device(...)` "
             "block): it can change every operation the forward runs; certify outside it"

@@ -113,3 +113,45 @@ def test_pair_stats_record_the_largest_weight_bias_included():
     assert pair_operator(u, bias, v).stats.largest_weight == 3.0
     bias[2] = 0.1
     assert pair_operator(u, bias, v).stats.largest_weight == 0.5
+
+
+def test_the_masked_pair_operator_is_the_same_whatever_its_runs_of_blocks(monkeypatch):
+    """The report regenerates a pair from its compact masks a run of blocks at a time (a few
+    operators per run, not ~32 per block): any run length gives the same bits, and they are
+    the dense masked pair's (a conv pair with a bias block and grown, uneven blocks)."""
+    import sslth.certificate as certificate
+    from sslth.construct import (
+        PairSpec,
+        first_layer_bias,
+        first_layer_weight,
+        second_layer_weight,
+    )
+    from sslth.kinds import Conv2d
+    from sslth.masks import PairMasks
+
+    kind = Conv2d((3, 3), in_hw=(6, 6))
+    spec = PairSpec(3, 4, 5, True, 11, kind).with_blocks({1: 8, 3: 6})
+    generator = torch.Generator().manual_seed(3)
+    shape = second_layer_weight(spec).shape
+    masks = PairMasks(
+        spec,
+        torch.rand(spec.hidden, generator=generator) < 0.6,
+        torch.rand(shape, generator=generator) < 0.3,
+    )
+
+    def fields(op):
+        stats = vars(op.stats)
+        return [op.positive, op.negative, op.offset, *stats.values()]
+
+    default = fields(certificate.masked_pair_operator(spec, masks))
+    monkeypatch.setattr(certificate, "REDUCTION_ENTRIES", 7)  # a block per run
+    single = fields(certificate.masked_pair_operator(spec, masks))
+    first = first_layer_weight(spec) * masks.first_weight_mask()
+    bias = first_layer_bias(spec) * masks.first_bias_mask()
+    second = second_layer_weight(spec) * masks.second
+    dense = certificate.pair_operator(first, bias, second, kind)
+    for a, b, c in zip(default, single, fields(dense), strict=True):
+        if isinstance(a, torch.Tensor):
+            assert torch.equal(a, b) and torch.equal(a, c)
+        else:
+            assert a == b == c

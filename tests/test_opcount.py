@@ -61,3 +61,30 @@ def test_a_layer_solve_launches_operators_per_chunk_not_per_block():
     assert large <= small + 3 * (256 - 64) + 200
     assert large_syncs <= small_syncs + 20
     assert large <= 8_000 and large_syncs <= 1_000
+
+
+def test_targets_are_read_under_the_counter_but_not_under_another_dispatch_mode():
+    """The counter passes every operator through unchanged, so a prune can be counted
+    (``bench_prune.py --count-ops``); any other dispatch mode may change what the target's
+    forward computes, and is refused (sslth.modules)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from sslth.errors import UnsupportedTargetError
+    from sslth.target import as_target
+
+    class Passing(TorchDispatchMode):  # same behaviour, but not sslth's counter
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    with OperatorCounter() as counter:
+        assert len(as_target(model).layers) == 2
+    assert counter.total > 0
+    with Passing(), pytest.raises(UnsupportedTargetError, match="DispatchMode"):
+        as_target(model)
+
+    class Subclass(OperatorCounter):
+        pass
+
+    with Subclass(), pytest.raises(UnsupportedTargetError, match="DispatchMode"):
+        as_target(model)
