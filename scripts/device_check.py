@@ -14,9 +14,8 @@ only the project (``pip install --no-deps --no-build-isolation -e .``, offline),
     3. ``bench_prune.py --count-ops`` on 784-500-10 on the device (and on ``lenet5`` where
        bench_prune.py's --help names it, then 2048-2048-10 timed only, with what the budget
        leaves: both run last), each with its goal on one H100/H200 and its operator count;
-    4. the digits demo on the device (given ``--device`` once digits_demo.py has that option;
-       until then it prunes on CUDA whenever CUDA is visible, and ``--device cpu`` hides the
-       GPUs with ``CUDA_VISIBLE_DEVICES=``); the step fails unless its report names the device;
+    4. the digits demo on the device (its ``--device``; ``--device cpu`` also hides the GPUs
+       with ``CUDA_VISIBLE_DEVICES=``); the step fails unless its report names the device;
     5. ``attack_device.py``: float32 tickets (dense and conv) certified on the device and attacked
        under ``torch.backends.cudnn.benchmark = True`` with TF32 off and on; the step fails if
        any observed error exceeds its certificate (issue 23).
@@ -417,9 +416,7 @@ class Check:
             return
         folder = self.scratch / "digits"
         cmd = [self.python, "scripts/digits_demo.py", "--out", str(folder)]
-        if '"--device"' in (REPO / "scripts" / "digits_demo.py").read_text():
-            cmd += ["--device", self.device]
-        # else the demo prunes on CUDA whenever CUDA is visible (CUDA_VISIBLE_DEVICES= for cpu)
+        cmd += ["--device", self.device]  # every digits demo takes it (digits.demo_parser)
         if self.quick:
             cmd += ["--epochs", "100", "--no-figures"]
         self.run(step, cmd)

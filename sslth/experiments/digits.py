@@ -11,8 +11,10 @@ scikit-learn (and matplotlib for the figures) are optional: ``pip install sslth[
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,6 +156,31 @@ class DigitsResult:
         return asdict(self)
 
 
+def trained(
+    seed: int, train: Callable[[DigitsData], nn.Module]
+) -> tuple[DigitsData, nn.Module, dict[str, float]]:
+    """The digits split of ``seed`` and the model ``train`` returns for it, with the seconds both
+    took as the timings' ``train`` entry (the first of a demo's timings)."""
+    start = time.perf_counter()
+    data = load_data(seed)
+    target = train(data)
+    return data, target, {"train": time.perf_counter() - start}
+
+
+def write_report(out: str | Path | None, result: DigitsResult) -> Path | None:
+    """Write ``report.json`` (the result, indented JSON) to the folder ``out``, made if needed.
+
+    Returns:
+        The folder, or ``None`` (nothing written) when ``out`` is ``None``.
+    """
+    if out is None:
+        return None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(result.to_dict(), indent=2))
+    return out
+
+
 def run(
     out: str | Path | None = None,
     *,
@@ -168,11 +195,9 @@ def run(
 ) -> DigitsResult:
     """Train (on the CPU), prune on ``device`` (default: CUDA if any), compare on the test set;
     write ``report.json`` and figures to ``out``."""
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    data = load_data(seed)
-    target = train_mlp(data, hidden=hidden, epochs=epochs, seed=seed)
-    timings["train"] = time.perf_counter() - start
+    data, target, timings = trained(
+        seed, lambda data: train_mlp(data, hidden=hidden, epochs=epochs, seed=seed)
+    )
 
     with torch.no_grad():
         target_logits = target.double()(data.x_test.double())
@@ -205,15 +230,12 @@ def run(
         timings=timings,
         report=report.to_dict(),
     )
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(result.to_dict(), indent=2))
-        if figures:
-            plot_logits(
-                target_logits, ticket_logits, epsilon, report.certified_error, out / "logits.png"
-            )
-            plot_masks(ticket, out / "masks.png")
+    folder = write_report(out, result)
+    if folder is not None and figures:
+        plot_logits(
+            target_logits, ticket_logits, epsilon, report.certified_error, folder / "logits.png"
+        )
+        plot_masks(ticket, folder / "masks.png")
     return result
 
 
@@ -240,3 +262,55 @@ def plot_masks(ticket: sslth.Ticket, path: Path) -> None:
     from sslth import plot
 
     plot.masks(ticket, path)
+
+
+# ---------------------------------------------------------------- the demo scripts
+def demo_parser(doc: str, *, epochs: int, figures: bool) -> argparse.ArgumentParser:
+    """The arguments every digits demo script (``scripts/digits*_demo.py``) takes: ``--out``,
+    ``--epochs`` (default ``epochs``), ``--density``, ``--seed``, ``--cap``, ``--device`` and,
+    for a demo that draws figures, ``--no-figures``; described by the first paragraph of the
+    script's docstring ``doc``. The script adds its model's own (width, channels)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--density", type=float, default=DEFAULT_DENSITY)
+    parser.add_argument("--seed", type=int, default=0, help="data split, training and ticket")
+    parser.add_argument("--cap", type=float, default=EPSILON_CAP, help="largest ε")
+    parser.add_argument("--device", help="device of the prune: cpu, cuda (default: cuda if any)")
+    if figures:
+        parser.add_argument("--no-figures", action="store_true", help="write report.json only")
+    return parser
+
+
+def demo_options(args: argparse.Namespace) -> dict:
+    """The keywords of a demo's ``run`` that every demo script takes from :func:`demo_parser`'s
+    arguments (with a progress bar); the script adds ``out`` and its model's own."""
+    return {
+        "epochs": args.epochs,
+        "density": args.density,
+        "seed": args.seed,
+        "cap": args.cap,
+        "device": args.device,
+        "progress": True,
+    }
+
+
+def demo_summary(result: DigitsResult, out: str, cap: float, figures: bool) -> str:
+    """What a demo script prints: accuracies, ε and how it was chosen, the certified error
+    against the largest logit deviation, the density, n and k (when the result has them), the
+    timings, and the files written to ``out`` (``report.json``, and the figures if drawn)."""
+    written = ["report.json"] + (["logits.png", "masks.png"] if figures else [])
+    sizes = f"n {result.n}, k {result.k}\n" if hasattr(result, "n") else ""
+    return (
+        f"target accuracy {result.target_accuracy:.4f}, ticket accuracy "
+        f"{result.ticket_accuracy:.4f} (predictions equal: {result.predictions_equal}; "
+        f"float32 ticket {result.ticket_accuracy_float32:.4f})\n"
+        f"ε = {result.epsilon:.4g} (half the smallest test margin {result.smallest_test_margin:.4g}"
+        f", capped at {cap:g}), radius {result.radius:.4g}\n"
+        f"max logit deviation {result.max_logit_deviation:.4g} <= certified error "
+        f"{result.certified_error:.4g} (empirical {result.empirical_error:.4g}); "
+        f"density {result.density:.4g} (limit {result.density_limit:g})\n"
+        f"{sizes}time: "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
+        + f"\nwrote {', '.join(f'{out}/{name}' for name in written)}"
+    )

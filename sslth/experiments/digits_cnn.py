@@ -24,7 +24,6 @@ scikit-learn (and matplotlib for the figures) are optional: ``pip install sslth[
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -43,9 +42,9 @@ from sslth.experiments.digits import (
     DigitsResult,
     choose_epsilon,
     compare_with_target,
-    load_data,
     smallest_margin,
 )
+from sslth.experiments.digits import load_data as load_data  # re-exported: digits_cnn.load_data
 
 INPUT_SHAPE = (1, 8, 8)  # the digits are 8×8 grey images, flattened by load_data
 DEFAULT_CHANNELS = (8, 16)
@@ -142,12 +141,9 @@ def run(
     true. ``prune_options`` go to :func:`sslth.prune` (e.g. ``refine=False`` or fewer
     ``empirical_samples`` for a quicker run).
     """
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    data = load_data(seed)
-    target = train_cnn(data, channels=channels, epochs=epochs, seed=seed, lr=lr)
-    timings["train"] = time.perf_counter() - start
-
+    data, target, timings = digits.trained(
+        seed, lambda data: train_cnn(data, channels=channels, epochs=epochs, seed=seed, lr=lr)
+    )
     ticket, target_logits, ticket_logits, fields = prune_and_compare(
         target, data, density, seed, cap, device, progress, timings, **prune_options
     )
@@ -159,17 +155,14 @@ def run(
         lr=lr,
     )
     report, epsilon = ticket.report, result.epsilon
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(result.to_dict(), indent=2))
-        if figures:
-            from sslth import plot  # matplotlib is optional: only needed for figures
+    folder = digits.write_report(out, result)
+    if folder is not None and figures:
+        from sslth import plot  # matplotlib is optional: only needed for figures
 
-            plot.logits(
-                target_logits, ticket_logits, epsilon, report.certified_error, out / "logits.png"
-            )
-            plot.masks(ticket, out / "masks.png")
+        plot.logits(
+            target_logits, ticket_logits, epsilon, report.certified_error, folder / "logits.png"
+        )
+        plot.masks(ticket, folder / "masks.png")
     return result
 
 

@@ -15,8 +15,6 @@ scikit-learn is optional: ``pip install sslth[digits]``.
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,6 @@ from sslth.experiments.digits import (
     EPSILON_CAP,
     DigitsData,
     DigitsResult,
-    load_data,
 )
 from sslth.experiments.digits_cnn import INPUT_SHAPE, images, prune_and_compare, single_thread
 
@@ -129,20 +126,14 @@ def run(
     Training is on the CPU; ``device`` is the prune's. ``prune_options`` go to
     :func:`sslth.prune` (e.g. ``refine=False`` for a quicker run).
     """
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    data = load_data(seed)
-    target = train_resnet(data, channels=channels, epochs=epochs, seed=seed, lr=lr)
-    timings["train"] = time.perf_counter() - start
-
+    data, target, timings = digits.trained(
+        seed, lambda data: train_resnet(data, channels=channels, epochs=epochs, seed=seed, lr=lr)
+    )
     _, _, _, fields = prune_and_compare(
         target, data, density, seed, cap, device, progress, timings, **prune_options
     )
     result = DigitsResNetResult(
         **fields, hidden=2 * channels, epochs=epochs, channels=channels, lr=lr
     )
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(result.to_dict(), indent=2))
+    digits.write_report(out, result)
     return result
