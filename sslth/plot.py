@@ -213,10 +213,8 @@ def masks(
             image = _mask_image(ax, v, max_cells=max_cells)
             _block_lines(ax, spec.block_offsets)
             ax.set_xlabel(f"hidden {words.unit} (blue lines: input blocks of 2n {words.units})")
-            ax.set_title(
-                f"{v_kept}{';' if words.taps else ','}\n{words.cells(spec.d_out, max_cells)}",
-                fontsize=FONT_SIZE,
-                loc="left",
+            _panel_title(
+                ax, f"{v_kept}{';' if words.taps else ','}\n{words.cells(spec.d_out, max_cells)}"
             )
             ax.set_ylabel(words.output)
             panels.append(ax)
@@ -234,11 +232,7 @@ def masks(
             else:
                 per_cell = spec.blocks / max_cells
                 ax.set_xlabel(f"hidden {words.unit} (a cell: about {per_cell:.2g} input blocks)")
-            ax.set_title(
-                f"{v_kept};\n{words.per_block}\n({_block_range(per_block, spec)})",
-                fontsize=FONT_SIZE,
-                loc="left",
-            )
+            _panel_title(ax, f"{v_kept};\n{words.per_block}\n({_block_range(per_block, spec)})")
             ax.set_ylabel(words.output)
             panels.append(ax)
 
@@ -249,10 +243,8 @@ def masks(
             _block_lines(ax, spec.block_offsets[: shown + 1])
             last = shown - 1
             blocks = "input block 0" if last == 0 else f"input blocks 0–{last}"
-            ax.set_title(
-                f"zoom: V on {blocks}\n{words.cells(spec.d_out, max_cells, wide=False)}",
-                fontsize=FONT_SIZE,
-                loc="left",
+            _panel_title(
+                ax, f"zoom: V on {blocks}\n{words.cells(spec.d_out, max_cells, wide=False)}"
             )
             ax.set_xlabel(f"hidden {words.unit}")
             panels.append(ax)
@@ -268,11 +260,10 @@ def masks(
         ragged = f"\n(yellow: no {words.unit}, the block is shorter)" if np.isnan(u).any() else ""
         ax.set_xlabel(f"{words.unit} within its block{ragged}")
         ax.set_ylabel("input block" + (" (last: bias)" if spec.has_bias else ""))
-        ax.set_title(
+        _panel_title(
+            ax,
             f"U: {kept_u:,} of {spec.hidden:,} {words.units} keep\ntheir one weight "
             f"({100 * kept_u / spec.hidden:.1f}%)",
-            fontsize=FONT_SIZE,
-            loc="left",
         )
         panels.append(ax)
         for ax in panels:
@@ -290,6 +281,11 @@ def masks(
     )
     _save(figure, path)
     return figure
+
+
+def _panel_title(ax, title: str) -> None:
+    """A mask panel's title: left-aligned, in the figure's font size."""
+    ax.set_title(title, fontsize=FONT_SIZE, loc="left")
 
 
 def _block_range(per_block: np.ndarray, spec: PairSpec) -> str:

@@ -259,6 +259,23 @@ def _family_label(distribution: str, target_range: str) -> str:
     return f"{distribution} samples\n{zr}"
 
 
+def _draw_curve(ax, rs: list[dict[str, Any]], axis: str, colour, marker: str, bound) -> None:
+    """One (samples, z range, k/n, δ) curve against ``axis``: measured success with its 95%
+    interval, the Poisson prediction dashed, and the counting bound ``bound`` (an n, or None)
+    dotted where it falls within the curve."""
+    xs = [r[axis] for r in rs]
+    ys = [r["success"] for r in rs]
+    # max(0, ·): Wilson bounds at p = 0 or 1 can miss p by a rounding error
+    err = [
+        [max(0.0, r["success"] - r["ci_low"]) for r in rs],
+        [max(0.0, r["ci_high"] - r["success"]) for r in rs],
+    ]
+    ax.errorbar(xs, ys, yerr=err, color=colour, marker=marker, ms=4, lw=1.3, capsize=2)
+    ax.plot(xs, [r["predicted"] for r in rs], color=colour, ls="--", lw=1.3)
+    if bound is not None and min(xs) <= bound <= max(xs):
+        ax.axvline(bound, color=colour, lw=1.0, ls=":")
+
+
 def _plot(records: list[dict[str, Any]], out: Path, config: Config) -> list[str]:
     """Small multiples: a row per (samples, target range), a column per k/n, one colour (and
     marker) per δ; the Poisson prediction dashed in the colour of its measured curve."""
@@ -301,22 +318,8 @@ def _plot(records: list[dict[str, Any]], out: Path, config: Config) -> list[str]
                     )
                     if not rs:
                         continue
-                    colour, marker = style[delta]
-                    xs = [r[axis] for r in rs]
-                    ys = [r["success"] for r in rs]
-                    # max(0, ·): Wilson bounds at p = 0 or 1 can miss p by a rounding error
-                    err = [
-                        [max(0.0, r["success"] - r["ci_low"]) for r in rs],
-                        [max(0.0, r["ci_high"] - r["success"]) for r in rs],
-                    ]
-                    ax.errorbar(
-                        xs, ys, yerr=err, color=colour, marker=marker, ms=4, lw=1.3, capsize=2
-                    )
-                    ax.plot(xs, [r["predicted"] for r in rs], color=colour, ls="--", lw=1.3)
-                    if axis == "n":
-                        bound = counting_bound_n(ratio, delta, config.max_n)
-                        if bound is not None and min(xs) <= bound <= max(xs):
-                            ax.axvline(bound, color=colour, lw=1.0, ls=":")
+                    bound = counting_bound_n(ratio, delta, config.max_n) if axis == "n" else None
+                    _draw_curve(ax, rs, axis, *style[delta], bound)
                 if axis == "x":
                     ax.axvline(0.5, color="black", ls=":", lw=1.2)
                 ax.set_ylim(-0.04, 1.04)
