@@ -12,6 +12,7 @@ smallest m/m_t, found by the library's own search, not an exhaustive scan over n
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import sys
@@ -24,22 +25,9 @@ import torch
 
 import sslth
 from sslth import theory
+from sslth.experiments import density as density_sweep
 from sslth.experiments.common import point_name, prune_outcome, require
-from sslth.experiments.density import (
-    DensityFigure,
-    check_config,
-    fit_constants,
-    fit_range,
-    fmt,
-    plot_density,
-    report_fields,
-    run_sweep,
-    seed_spread,
-    slope_line,
-    style_handles,
-    summary_tail,
-    within_slopes,
-)
+from sslth.experiments.density import DensityFigure, fmt, plot_density, style_handles
 
 
 @dataclass
@@ -58,7 +46,7 @@ class Config:
             require(w >= 1, f"widths must be >= 1, got {w}")
         for d in self.depths:
             require(d >= 1, f"depths must be >= 1, got {d}")
-        check_config(self)
+        density_sweep.check_config(self)
 
 
 def make_target(width: int, depth: int, seed: int) -> list[torch.Tensor]:
@@ -97,26 +85,20 @@ def measure(settings: dict[str, Any], max_random_params: int) -> dict[str, Any]:
     record["found"] = found
     record["seconds"] = time.perf_counter() - start
     if report is not None:
-        record.update(report_fields(report))
+        record.update(density_sweep.report_fields(report))
     return record
 
 
-def _series(config: Config) -> list[tuple[int, int, float, int]]:
+def _series(config: Config) -> list[tuple[int, int, int, float]]:
     # seeds outermost: a partial run has every setting for its first seeds, not some settings
-    return [
-        (w, dp, e, s)
-        for s in config.seeds
-        for w in config.widths
-        for dp in config.depths
-        for e in config.epsilons
-    ]
+    return list(itertools.product(config.seeds, config.widths, config.depths, config.epsilons))
 
 
 NAME, TITLE = "theorem3", "Theorem3"  # the files' prefix; the summary's heading while empty
 
 
 def _point(config: Config, series: tuple, density: float) -> tuple[str, dict[str, Any]]:
-    w, dp, e, s = series
+    s, w, dp, e = series
     settings = {"width": w, "depth": dp, "epsilon": e, "seed": s, "density": density}
     return point_name(w=w, l=dp, eps=e, s=s, g=density, p=config.max_random_params), settings
 
@@ -142,7 +124,7 @@ def run(
     """Measure (cached under ``out_dir/points``) and write CSV, PNG and summary.md: see
     :func:`~sslth.experiments.density.run_sweep`."""
     module = sys.modules[__name__]
-    return run_sweep(
+    return density_sweep.run_sweep(
         module, config, out_dir, progress=progress, plots=plots, cached_only=cached_only
     )
 
@@ -160,7 +142,7 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "depth": dp,
                 "epsilon": e,
                 "density": g,
-                **seed_spread(rs),
+                **density_sweep.seed_spread(rs),
                 "paper_shape": paper_shape(w, dp, e, g),
                 "seconds_median": statistics.median(r["seconds"] for r in rs),
             }
@@ -171,7 +153,7 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def fit(records: list[dict[str, Any]]) -> tuple[float | None, float | None]:
     """One constant each, by least squares in log space (the mean log residual):
     m/m_t ≈ c · log2²(2 l d²/ε)/H2(γ), and Eq. 29's n ≈ c_amp · the same shape."""
-    return fit_constants(records, lambda r: statistics.mean(r["n"]))
+    return density_sweep.fit_constants(records, lambda r: statistics.mean(r["n"]))
 
 
 DEPTH_STYLES = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."))
@@ -213,7 +195,7 @@ def _plot(records, c_ratio, c_amp, out: Path, config: Config) -> list[str]:
 
 def slopes(records: list[dict[str, Any]], max_density: float = 0.1) -> tuple[float, float] | None:
     """:func:`~sslth.experiments.density.within_slopes`, each (width, depth, ε, seed) a series."""
-    return within_slopes(
+    return density_sweep.within_slopes(
         records, lambda r: (r["width"], r["depth"], r["epsilon"], r["seed"]), max_density
     )
 
@@ -226,7 +208,7 @@ def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
         for r in found
         if r["certified_error"] > r["epsilon"] or r["achieved_density"] > r["density"]
     ]
-    spread = fit_range(found, c_ratio)
+    spread = density_sweep.fit_range(found, c_ratio)
     lines = [
         "# Theorem 3 / Figure 1: density against overparameterization, measured",
         "",
@@ -248,7 +230,7 @@ def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
         f"- Eq. 29 on neurons per input, n ≈ c_amp · log2²(2·l·d²/ε)/H2(γ) (mean n over "
         f"layers): c_amp = {fmt(c_amp)}.",
         "- Malach regime (m/m_t = 1/γ) and Pensia regime (flat in γ) are drawn as references.",
-        slope_line(slopes(records), "setting"),
+        density_sweep.slope_line(slopes(records), "setting"),
         "",
         "## Spread over seeds (m/m_t among the seeds that found a ticket)",
         "",
@@ -262,4 +244,4 @@ def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
             f"{fmt(g['ratio_median'])} | {fmt(g['ratio_max'])} | {g['paper_shape']:.0f} | "
             f"{g['seconds_median']:.1f} |"
         )
-    return "\n".join(lines + summary_tail(NAME, figures))
+    return "\n".join(lines + density_sweep.summary_tail(NAME, figures))

@@ -35,6 +35,7 @@ figure is drawn from the records only.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import statistics
 import sys
@@ -49,22 +50,9 @@ from torch import nn
 import sslth
 from sslth import theory
 from sslth.convnorm import conv_norm_bound, conv_norm_power
+from sslth.experiments import density as density_sweep
 from sslth.experiments.common import point_name, prune_outcome, require
-from sslth.experiments.density import (
-    DensityFigure,
-    check_config,
-    fit_constants,
-    fit_range,
-    fmt,
-    plot_density,
-    report_fields,
-    run_sweep,
-    seed_spread,
-    slope_line,
-    style_handles,
-    summary_tail,
-    within_slopes,
-)
+from sslth.experiments.density import DensityFigure, fmt, plot_density, style_handles
 
 KERNEL = 3
 BIAS_NORM = 0.5
@@ -97,7 +85,7 @@ class Config:
             require(c >= 1, f"channels must be >= 1, got {c}")
         for h in self.input_sizes:
             require(h >= 1, f"input_sizes must be >= 1, got {h}")
-        check_config(self)
+        density_sweep.check_config(self)
         require(self.empirical_samples >= 1, "empirical_samples must be >= 1")
         require(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
 
@@ -186,27 +174,21 @@ def measure(
         layer[2] for layer in _target_tensors(channels, size, settings["bias"], settings["seed"])
     ]
     if report is not None:
-        record.update(report_fields(report, empirical=True))
+        record.update(density_sweep.report_fields(report, empirical=True))
     return record
 
 
-def _series(config: Config) -> list[tuple[int, int, bool, float, int]]:
+def _series(config: Config) -> list[tuple[int, int, int, bool, float]]:
     # seeds outermost: a partial run has every setting for its first seeds, not some settings
-    return [
-        (c, h, b, e, s)
-        for s in config.seeds
-        for c in config.channels
-        for h in config.input_sizes
-        for b in config.biases
-        for e in config.epsilons
-    ]
+    fields = (config.channels, config.input_sizes, config.biases, config.epsilons)
+    return list(itertools.product(config.seeds, *fields))
 
 
 NAME, TITLE = "theorem4", "Theorem 4"  # the files' prefix; the summary's heading while empty
 
 
 def _point(config: Config, series: tuple, density: float) -> tuple[str, dict[str, Any]]:
-    c, h, b, e, s = series
+    s, c, h, b, e = series
     settings = {
         "channels": c,
         "input_size": h,
@@ -254,7 +236,7 @@ def run(
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return run_sweep(
+        return density_sweep.run_sweep(
             sys.modules[__name__],
             config,
             out_dir,
@@ -282,7 +264,7 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "bias": b,
                 "epsilon": e,
                 "density": g,
-                **seed_spread(rs),
+                **density_sweep.seed_spread(rs),
                 "mean_n_median": statistics.median(r["mean_n"] for r in ok) if ok else None,
                 "paper_shape": paper_shape(c, e, g),
                 "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in rs),
@@ -294,12 +276,12 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def fit(records: list[dict[str, Any]]) -> tuple[float | None, float | None]:
     """One constant each, by least squares in log space (the mean log residual):
     m/m_t ≈ c · log2²(2·l·9c²/ε)/H2(γ), and Theorem 4's ñ ≈ c_amp · the same shape."""
-    return fit_constants(records, lambda r: r["mean_n"])
+    return density_sweep.fit_constants(records, lambda r: r["mean_n"])
 
 
 def slopes(records: list[dict[str, Any]], max_density: float = 0.1) -> tuple[float, float] | None:
     """:func:`~sslth.experiments.density.within_slopes`, each (c, H, bias, ε, seed) a series."""
-    return within_slopes(
+    return density_sweep.within_slopes(
         records,
         lambda r: (r["channels"], r["input_size"], r["bias"], r["epsilon"], r["seed"]),
         max_density,
@@ -407,7 +389,7 @@ def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
         or r["achieved_density"] > r["density"]
         or r["empirical_error"] > r["certified_error"]
     ]
-    spread = fit_range(found, c_ratio)
+    spread = density_sweep.fit_range(found, c_ratio)
     norms = "—"
     if found:
         powers = [p for r in records for p in r["norm_power"]]
@@ -437,7 +419,7 @@ def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
         f"- Theorem 4's ñ (mean n over layers) ≈ c_amp · log2²(2·l·9c²/ε)/H2(γ): c_amp = "
         f"{fmt(c_amp)} (Theorem 3's dense experiment: c_amp = {THEOREM3_C_AMP:g}"
         + (f", ratio {c_amp / THEOREM3_C_AMP:.2f})." if c_amp else ")."),
-        slope_line(slopes(records), "series"),
+        density_sweep.slope_line(slopes(records), "series"),
     ]
     for label, (low, mid, high, count) in variant_ratios(records).items():
         lines.append(
@@ -460,4 +442,4 @@ def _summary(records, groups, c_ratio, c_amp, figures, config: Config) -> str:
             f"{fmt(g['mean_n_median'])} | {g['paper_shape']:.0f} | "
             f"{g['cpu_seconds_median']:.1f} |"
         )
-    return "\n".join(lines + summary_tail(NAME, figures))
+    return "\n".join(lines + density_sweep.summary_tail(NAME, figures))
