@@ -6,6 +6,8 @@ docs/testing.md (mutmut 3 names: module, function, number).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -61,3 +63,27 @@ def test_expected_kept_of_a_conv_layer_matches_a_simulation(bias):
     simulated = second + kept / trials
     # the simulated mean of the kept U entries has a standard error of about 0.05 here
     assert expected_kept(layer, n, k) == pytest.approx(simulated, abs=0.25)
+
+
+def test_the_peak_bound_never_changes_a_size(monkeypatch):
+    """predicted_solvable skips the quadrature at z where even the density's peak (at 0) falls
+    short: the peak's window is at least every z's, as floats, and the sizes are those of the
+    planner that computes every window."""
+    from sslth import theory
+    from sslth.search import sizing
+    from sslth.search.options import PruneOptions
+
+    for k in range(2, 13):
+        peak = 2.0 * 1e-3 * theory.peak_density(k)
+        for z in np.linspace(0.0, 3.0, 7):
+            assert theory.window_probability(k, float(z), 1e-3) <= peak, (k, z)
+    targets = [
+        (random_target([64, 32, 10], seed=0), PruneOptions(epsilon=0.03, density=0.1)),
+        (random_target([20, 30, 5], seed=1, bias=True), PruneOptions(epsilon=0.01, density=0.2)),
+        (random_target([6, 9, 4], seed=2), PruneOptions(epsilon=0.1, density=0.5, radius=3.0)),
+    ]
+    skipping = [sizing.sizes(as_target(t), o) for t, o in targets]
+    sizing._log_window.cache_clear()
+    monkeypatch.setattr(sizing, "_log_peak_window", lambda k, tolerance: math.inf)
+    computing = [sizing.sizes(as_target(t), o) for t, o in targets]
+    assert skipping == computing

@@ -113,6 +113,12 @@ def _log_window(k: int, z: float, tolerance: float) -> float:
     return math.log(max(theory.window_probability(k, z, tolerance, theory.PRODUCT), 1e-300))
 
 
+def _log_peak_window(k: int, tolerance: float) -> float:
+    """:func:`_log_window` at z = 0 for k >= 2, the largest over z (the same expression, so the
+    same float): ``theory.window_probability`` is 2δ · ``sum_density`` there."""
+    return math.log(max(2.0 * tolerance * theory.peak_density(k, theory.PRODUCT), 1e-300))
+
+
 def predicted_solvable(
     n: int, k: int, tolerance: float, z_max: float, instances: int, blocks: int
 ) -> bool:
@@ -121,8 +127,13 @@ def predicted_solvable(
     n_sign = thin_block_neurons(n, blocks)
     if n_sign < k:
         return False
-    log_lambda = theory.log_binomial(n_sign, k) + _log_window(k, round(z_max, 3), tolerance)
-    return log_lambda >= math.log(math.log(max(instances, 2)) + 3)
+    need = math.log(math.log(max(instances, 2)) + 3)
+    log_choices = theory.log_binomial(n_sign, k)
+    # the density peaks at 0: where even its peak falls short, z's window does too, and the
+    # quadrature at z (tens of ms, most of the planner's time) is skipped; the answer is the same
+    if k > 1 and log_choices + _log_peak_window(k, tolerance) < need:
+        return False
+    return log_choices + _log_window(k, round(z_max, 3), tolerance) >= need
 
 
 def neuron_candidates(start: int):
