@@ -228,3 +228,34 @@ def test_cli_plan(tmp_path, capsys):
     flags = ["--density", "0.01", "--epsilon", "1e-4", "--max-random-params", "20000"]
     assert main(["plan", "--config", str(config), "--no-calibrate", *flags]) == 1
     assert "prune would refuse" in capsys.readouterr().out
+
+
+def test_the_empirical_estimate_counts_the_checks_points(monkeypatch):
+    """The report's empirical check is estimated from one timed batch of its gap and a few
+    timed ascent steps, scaled by counts: those counts are the points and the ascent the real
+    check (sslth.certificate.empirical_error) runs, and the scaling is linear in them."""
+    target = sslth.as_target(random_target([7, 5, 3], seed=0, bias=True))
+    cpu = torch.device("cpu")
+    options = PruneOptions(epsilon=0.1, density=0.5, empirical_samples=301)
+    rows = {False: [], True: []}  # forward calls without and with autograd
+    real_forward = type(target).forward
+
+    def recording(self, x):
+        rows[torch.is_grad_enabled()].append(len(x))
+        return real_forward(self, x)
+
+    monkeypatch.setattr(type(target), "forward", recording)
+    sslth.empirical_error(
+        target, estimate._stand_in(target, cpu), 1.0, samples=options.empirical_samples,
+        ascent_steps=estimate.ASCENT_STEPS,
+    )  # fmt: skip
+    checked = 1 + 2 * 7 + 2 * (301 // 2)  # x = 0, ±R e_j, both random kinds
+    ascent = [estimate.ASCENT_POINTS] * estimate.ASCENT_STEPS
+    assert sum(rows[False]) == checked + estimate.ASCENT_POINTS and rows[True] == ascent
+    # with a clock that says 1 s per timed call: the batch's share and the ascent's
+    monkeypatch.setattr(type(target), "forward", real_forward)
+    monkeypatch.setattr(estimate, "_timed", lambda device, action, *a: (1.0, action(*a)))
+    probe = min(estimate.PROBE_POINTS, checked)
+    assert estimate.empirical_seconds(target, options, cpu) == pytest.approx(
+        checked / probe + estimate.ASCENT_STEPS / estimate.ASCENT_PROBE
+    )

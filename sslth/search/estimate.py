@@ -15,7 +15,9 @@ one-weight layer, is timed apart and counted once (a fresh process's lazy initia
 solver's tables for the layer's k). The bookkeeping each search round does (the pair operator,
 the density) and the report's regeneration of the pair (``masked_pair_operator``) are timed on
 the sample's solution and scaled the same way; the certificate's operator norms are timed on
-the target's own weights, and the empirical check on a stand-in ticket of the same shapes.
+the target's own weights; the report's empirical check, on a stand-in ticket of the same shapes:
+its gap on one batch of points and a few steps of its ascent, scaled by the points and steps the
+check runs (timing a tenth of the check cost 2-3 s of a LeNet-5 plan; the batch, 0.2-0.5 s).
 
 Later steps are modelled, not timed: refine (:mod:`sslth.search.refine`) re-solves each layer
 of at most ``REFINE_MAX_INSTANCES`` instances 1 to ``REFINE_STEPS`` times (expected:
@@ -42,7 +44,13 @@ from dataclasses import dataclass
 
 import torch
 
-from sslth.certificate import PairOperator, empirical_batch, empirical_error, masked_pair_operator
+from sslth.certificate import (
+    PairOperator,
+    _landmarks,
+    empirical_batch,
+    masked_pair_operator,
+    ticket_forward,
+)
 from sslth.construct import PairSpec
 from sslth.device import available_cores, intra_op_threads
 from sslth.search.layer import (
@@ -67,7 +75,10 @@ ASCENT_STEPS = 100  # the report's gradient ascent (Ticket.evaluate's default)
 # refine steps a layer takes, as expected: it tried 1-3 (1.75 on average) on the four refined
 # layers of the digits 64-32-10 MLP and a random 196-100-10 (docs/benchmarks.md)
 REFINE_EXPECTED_STEPS = 2
-REPORT_FRACTION = 10  # the report's empirical check is timed on 1/10 of its points and steps
+# the report's empirical check: its gap timed on a batch of this many points, its gradient
+# ascent (from the two worst landmarks and the two worst points of each random kind) for this
+# many steps
+PROBE_POINTS, ASCENT_POINTS, ASCENT_PROBE = 128, 6, 5
 # what a prune added beyond the formula's tensors on small targets (45 MiB over 7 MiB of
 # tensors for 64-32-10): libraries loaded on first use, the Poisson tables, the report's batches
 SEARCH_OVERHEAD = 48 * 1024**2
@@ -240,12 +251,10 @@ def certificate_seconds(target: Target, device: torch.device) -> float:
     return seconds
 
 
-def empirical_seconds(target: Target, options: PruneOptions, device: torch.device) -> float:
-    """Estimated time of the report's empirical check, measured with
-    :func:`sslth.certificate.empirical_error` on a stand-in ticket of the same shapes (the exact
-    one, A = B = W, which costs the same): a tenth of the points and ascent steps after a
-    warm-up, times ten."""
-    operators = [
+def _stand_in(target: Target, device: torch.device) -> list[PairOperator]:
+    """A ticket of the target's shapes whose forward costs what any ticket's does: the exact
+    one, A = B = W."""
+    return [
         PairOperator(
             layer.weight.to(device),
             layer.weight.to(device),
@@ -257,24 +266,40 @@ def empirical_seconds(target: Target, options: PruneOptions, device: torch.devic
         for layer in target.layers
     ]
 
-    def check(count: int, steps: int) -> float:
-        return _timed(
-            device,
-            empirical_error,
-            target,
-            operators,
-            options.radius,
-            samples=count,
-            ascent_steps=steps,
-            device=device,
-        )[0]
 
+def empirical_seconds(target: Target, options: PruneOptions, device: torch.device) -> float:
+    """Estimated time of the report's empirical check (:func:`sslth.certificate.empirical_error`
+    on a stand-in ticket of the same shapes, which costs what any ticket does): the gap
+    ||f(x) − g(x)|| timed on one batch of ``PROBE_POINTS`` points and scaled to the check's
+    points (its landmarks and ``empirical_samples`` random ones), plus ``ASCENT_PROBE`` steps of
+    its gradient ascent scaled to ``ASCENT_STEPS``. Each timing follows a warm-up on two points
+    (autograd's and the kernels' lazy initializations)."""
+    operators = _stand_in(target, device)
+    dim = target.input_size
+    generator = torch.Generator().manual_seed(0)
+
+    def points(count: int) -> torch.Tensor:
+        return torch.randn(count, dim, generator=generator, dtype=torch.float64).to(device)
+
+    def gap(x: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.vector_norm(
+            target.forward(x) - ticket_forward(target, operators, x), dim=1
+        )
+
+    def ascent(x: torch.Tensor, steps: int) -> None:
+        x.requires_grad_(True)
+        for _ in range(steps):
+            torch.autograd.grad(gap(x).sum(), x)
+
+    checked = len(_landmarks(dim, 1.0)) + 2 * max(1, options.empirical_samples // 2)
+    probe = min(PROBE_POINTS, checked, empirical_batch(options.empirical_samples, target))
     with intra_op_threads(1):
-        check(8, 2)  # the first call pays for lazy initializations (autograd, kernels)
-        # much shorter runs mislead: the cost of a call on a few points is mostly latency (the
-        # landmark points, a fixed cost, are counted ten times: a slight overestimate)
-        samples = max(1, options.empirical_samples // REPORT_FRACTION)
-        return REPORT_FRACTION * check(samples, max(1, ASCENT_STEPS // REPORT_FRACTION))
+        with torch.no_grad():
+            gap(points(2))
+            batch, _ = _timed(device, gap, points(probe))
+        ascent(points(2), 1)
+        steps, _ = _timed(device, ascent, points(ASCENT_POINTS), ASCENT_PROBE)
+    return batch * checked / probe + steps * ASCENT_STEPS / ASCENT_PROBE
 
 
 # ------------------------------------------------------------------------------ memory
