@@ -74,7 +74,9 @@ def test_the_peak_bound_never_changes_a_size(monkeypatch):
     from sslth.search.options import PruneOptions
 
     for k in range(2, 13):
-        peak = 2.0 * 1e-3 * theory.peak_density(k)
+        computed = theory.peak_density(k)
+        assert computed <= sizing.PEAK_DENSITY[k] <= computed + 1e-4, k
+        peak = 2.0 * 1e-3 * computed
         for z in np.linspace(0.0, 3.0, 7):
             assert theory.window_probability(k, float(z), 1e-3) <= peak, (k, z)
     targets = [

@@ -113,10 +113,23 @@ def _log_window(k: int, z: float, tolerance: float) -> float:
     return math.log(max(theory.window_probability(k, z, tolerance, theory.PRODUCT), 1e-300))
 
 
+# f_k(0), the peak of the density of a sum of k candidates, rounded up to 4 decimals: each
+# quadrature (theory.peak_density) costs as much as a window's, and these 11 were most of the
+# planner's time; tests/test_sizing.py checks each is at least the quadrature and within 1e-4
+PEAK_DENSITY = {
+    2: 0.9981, 3: 0.7229, 4: 0.6103, 5: 0.5416, 6: 0.4927, 7: 0.4554, 8: 0.4255, 9: 0.4008,
+    10: 0.38, 11: 0.3622, 12: 0.3466,
+}  # fmt: skip
+
+
 def _log_peak_window(k: int, tolerance: float) -> float:
-    """:func:`_log_window` at z = 0 for k >= 2, the largest over z (the same expression, so the
-    same float): ``theory.window_probability`` is 2δ · ``sum_density`` there."""
-    return math.log(max(2.0 * tolerance * theory.peak_density(k, theory.PRODUCT), 1e-300))
+    """An upper bound, as floats, on :func:`_log_window` at every z for k >= 2: the window at
+    z = 0 (``theory.window_probability`` is 2δ · ``sum_density`` there), with f_k(0) from
+    ``PEAK_DENSITY`` (rounded up) or computed beyond it."""
+    peak = PEAK_DENSITY.get(k)
+    if peak is None:
+        peak = theory.peak_density(k, theory.PRODUCT)
+    return math.log(max(2.0 * tolerance * peak, 1e-300))
 
 
 def predicted_solvable(
