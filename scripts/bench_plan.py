@@ -9,7 +9,9 @@ prints the plan's estimates beside what the prune measured: the whole prune's ti
 the report's ``timings``: all of ``sslth.prune``) against the plan's expected time and range, and
 the prune process's peak resident memory (``ru_maxrss`` of that child alone, from ``os.wait4``)
 against the plan's peak; then the plan's own time (``planning_seconds``, inside the process)
-and its process's wall time (which adds importing torch, as the prune's process does). The
+and its process's wall time (which adds importing torch, as the prune's process does), and the
+plan process's CPU time over the prune process's, each less the CPU time of importing
+``sslth.cli`` (a share that a loaded machine changes less than it changes wall times). The
 load average (``os.getloadavg``) is printed before each run: the times scale with it, the
 ratios far less.
 
@@ -82,13 +84,13 @@ def write_config(name: str, folder: Path) -> Path:
     return path
 
 
-def run_cli(args: list[str], cwd: Path) -> tuple[str, float, int]:
-    """(stdout, wall seconds, peak resident bytes) of one fresh ``python -m sslth.cli``."""
+def run_cli(args: list[str], cwd: Path, module: str = "sslth.cli") -> tuple[str, dict]:
+    """stdout and the wall seconds, CPU seconds and peak resident bytes of one fresh
+    ``python -m sslth.cli`` (``module``: another command, e.g. ``-c``)."""
+    command = [sys.executable, "-m", module] if module != "-c" else [sys.executable, "-c"]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sslth.cli", *args], cwd=cwd, stdout=out, stderr=err
-        )
+        process = subprocess.Popen([*command, *args], cwd=cwd, stdout=out, stderr=err)
         _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not the largest
         process.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
@@ -96,17 +98,20 @@ def run_cli(args: list[str], cwd: Path) -> tuple[str, float, int]:
         err.seek(0)
         if process.returncode != 0:
             raise SystemExit(f"sslth {' '.join(args)} failed ({process.returncode}):\n{err.read()}")
-        return out.read(), wall, usage.ru_maxrss * 1024
+        cpu = usage.ru_utime + usage.ru_stime
+        return out.read(), dict(wall=wall, cpu=cpu, peak=usage.ru_maxrss * 1024)
 
 
-def measure(name: str, folder: Path) -> dict:
+def measure(name: str, folder: Path, imports: float) -> dict:
+    """Plan, then prune, one target; ``imports`` is the CPU seconds of importing sslth.cli
+    (both processes pay it; the plan's CPU share is given without it)."""
     config = write_config(name, folder)
     load_plan = os.getloadavg()[0]
-    out, plan_wall, _ = run_cli(["plan", "--config", str(config), "--json"], folder)
+    out, plan_process = run_cli(["plan", "--config", str(config), "--json"], folder)
     planned = json.loads(out)
     load_prune = os.getloadavg()[0]
     runs = folder / "runs"
-    _, prune_wall, peak = run_cli(
+    _, prune_process = run_cli(
         ["prune", "--config", str(config), "--quiet", "--force", "--out", str(runs)], folder
     )
     report = json.loads(max(runs.glob("*/report.json"), key=os.path.getmtime).read_text())
@@ -121,12 +126,13 @@ def measure(name: str, folder: Path) -> dict:
         prune=prune,
         time_ratio=planned["expected_seconds"] / prune,
         peak_estimate=planned["peak_bytes"],
-        peak=peak,
-        memory_ratio=planned["peak_bytes"] / peak if peak else None,
+        peak=prune_process["peak"],
+        memory_ratio=planned["peak_bytes"] / prune_process["peak"],
         planning=planned["planning_seconds"],
         planning_share=planned["planning_seconds"] / prune,
-        plan_wall=plan_wall,
-        prune_wall=prune_wall,
+        cpu_share=(plan_process["cpu"] - imports) / (prune_process["cpu"] - imports),
+        plan_process=plan_process,
+        prune_process=prune_process,
     )
 
 
@@ -138,9 +144,10 @@ def main() -> None:
     args = parser.parse_args()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="sslth-bench-plan-"))
     folder.mkdir(parents=True, exist_ok=True)
+    _, importing = run_cli(["import sslth.cli"], folder, module="-c")
     rows = []
     for name in args.targets.split(","):
-        row = measure(name, folder)
+        row = measure(name, folder, importing["cpu"])
         rows.append(row)
         mib = 1024**2
         print(
@@ -149,8 +156,9 @@ def main() -> None:
             f"{row['prune']:.3g} s, ratio {row['time_ratio']:.2f} | peak: plan "
             f"{row['peak_estimate'] / mib:.0f} MiB vs {row['peak'] / mib:.0f} MiB, ratio "
             f"{row['memory_ratio']:.2f} | plan itself {row['planning']:.2f} s "
-            f"({100 * row['planning_share']:.1f}% of the prune); processes: plan "
-            f"{row['plan_wall']:.1f} s, prune {row['prune_wall']:.1f} s",
+            f"({100 * row['planning_share']:.1f}% of the prune; CPU beyond imports "
+            f"{100 * row['cpu_share']:.1f}%); processes: plan "
+            f"{row['plan_process']['wall']:.1f} s, prune {row['prune_process']['wall']:.1f} s",
             flush=True,
         )
     if args.json:

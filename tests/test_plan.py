@@ -259,3 +259,38 @@ def test_the_empirical_estimate_counts_the_checks_points(monkeypatch):
     assert estimate.empirical_seconds(target, options, cpu) == pytest.approx(
         checked / probe + estimate.ASCENT_STEPS / estimate.ASCENT_PROBE
     )
+
+
+@pytest.mark.parametrize(
+    "target,options",
+    [
+        (random_target([5, 7, 3], seed=4, bias=True), {}),
+        (_cnn(), {"input_shape": [1, 4, 4], "epsilon": 0.1}),
+    ],
+    ids=["mlp", "cnn"],
+)
+def test_the_planned_instances_are_those_the_first_round_solves(monkeypatch, target, options):
+    """The time estimate scales each layer's sample by the plan's instance count: that count
+    is what the search's first round hands the solver (counted by the progress updates that
+    follow each layer's first announcement, as the bar counts solved instances)."""
+    from sslth.progress import Progress
+
+    request = {"epsilon": 0.05, "density": 0.3, **options}
+    planned = sslth.plan(target, calibrate=False, **request)
+    steps: list[list] = []  # [announced reason, announced count, solved]
+    real_add, real_update = Progress.add, Progress.update
+
+    def add(self, count, reason):
+        steps.append([reason, count, 0])
+        real_add(self, count, reason)
+
+    def update(self, count):
+        steps[-1][2] += count
+        real_update(self, count)
+
+    monkeypatch.setattr(Progress, "add", add)
+    monkeypatch.setattr(Progress, "update", update)
+    sslth.prune(target, progress=False, empirical_samples=200, **request)
+    for row in planned.layers:
+        first = next(step for step in steps if step[0].startswith(f"layer {row.index} "))
+        assert first[1] == first[2] == row.instances, (row.index, first)

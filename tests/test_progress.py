@@ -98,3 +98,23 @@ def test_a_failing_prune_leaves_no_thread_behind(options, error, capsys):
     while _tickers() - before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _tickers() - before == set()
+
+
+def test_a_real_prune_counts_each_step_up_to_its_total(capsys):
+    """A prune with growth-prone sizes and refine: on stderr only, every drawn frame of a step
+    shows a count that never falls and never passes the step's total (the bar whose total grew
+    went 100% -> 60%), and stdout stays empty (``--json`` stays clean)."""
+    sslth.prune(random_target([8, 16, 4], seed=0), 0.05, 0.3, progress=True, empirical_samples=200)
+    out, err = capsys.readouterr()
+    assert out == ""
+    counts: dict[str, list[tuple[float, float]]] = {}
+    for frame in re.split(r"[\r\n]", err):
+        found = re.search(r"\| *([\d.]+)/([\d.]+) \[[^,\]]*, [^,\]]*, (.+)\]\s*$", frame)
+        if found:  # "… 160/256 [00:00<00:00, 1.47kinst/s, layer 1 (8→16): 256 instances …]"
+            done, total, step = float(found.group(1)), float(found.group(2)), found.group(3)
+            counts.setdefault(step, []).append((done, total))
+    assert any(step.startswith("layer 1 ") for step in counts), err[-2000:]
+    for step, frames in counts.items():
+        assert len({total for _, total in frames}) == 1, (step, frames)  # the total never grows
+        done = [d for d, _ in frames]
+        assert done == sorted(done) and done[-1] <= frames[0][1], (step, frames)
