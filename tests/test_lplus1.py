@@ -227,6 +227,14 @@ def test_an_edited_network_is_certified_as_it_runs_or_refused(case):
 
 
 @pytest.mark.slow
+def test_sparse_and_compact_export_are_refused_in_one_line(case):
+    _, ticket = case
+    for kwargs in ({"sparse": True}, {"sparse": True, "accumulate": "float32"}, {"compact": True}):
+        with pytest.raises(sslth.SslthError, match="not implemented for l\\+1") as error:
+            ticket.export(**kwargs)
+        assert "\n" not in str(error.value)
+
+
 def test_masks_figure_and_error_histogram(case, tmp_path):
     pytest.importorskip("matplotlib")
     import sslth.plot

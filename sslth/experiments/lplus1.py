@@ -8,11 +8,17 @@ random network each needs for the same certified ε and density.
    whether the project's solver (:func:`sslth.subset_sum.solve`) finds a subset within ε for
    some k. Fixed size k: the same, over the k-subsets only.
 2. **Random dense targets** as in Figure 1 (``theorem3.make_target``: width × width Gaussian
-   layers of spectral norm 1): for each width, depth, density and seed, ``sslth.prune`` with
-   ``construction="2l"`` and ``"l+1"`` at the same ε; m/m_t and ticket/target of each, and a
-   least-squares fit of log(m/m_t) against log(width) per construction.
+   layers of spectral norm 1): for each width, depth, density, seed and construction ("2l",
+   "l+1"), at the same ε: ``sslth.plan``'s sizes (m/m_t and the predicted ticket/target, any
+   size, nothing drawn), then ``sslth.prune`` on the points planned within
+   ``measure_max_random_params``, smallest planned m first, so that the prunes a stopped sweep
+   did are the cheapest ones. The fits (Eq. 29's constant, slopes in the width, the l+1 / 2l
+   crossover) are in :mod:`sslth.experiments.lplus1_fit`.
 
-``python scripts/reproduce.py lplus1 --config configs/lplus1.toml --out DIR``.
+``python scripts/reproduce.py lplus1 --config configs/lplus1.toml --out DIR``. Plans are cached
+under DIR/plans and prunes under DIR/prunes, one JSON file per point named by every setting it
+depends on (construction, width, depth, density, ε, seed; prunes add max_random_params), so an
+interrupted sweep resumes, and a larger ``measure_max_random_params`` only adds prunes.
 """
 
 from __future__ import annotations
@@ -24,15 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 import sslth
-from sslth.experiments.common import PointCache, point_name, pyplot, require, sweep, write_csv
+from sslth.experiments.common import PointCache, point_name, require, sweep, write_csv
+from sslth.experiments.lplus1_fit import plot, summary
 from sslth.experiments.theorem3 import make_target
 from sslth.subset_sum import solve
 
 CONSTRUCTIONS = ("2l", "l+1")
+PLAN_LIMIT = 10**13  # the plans look this far (sizing only: nothing of that size is drawn)
 
 
 @dataclass
@@ -44,7 +51,9 @@ class Config:
     densities: list[float] = field(default_factory=lambda: [0.3, 0.1])
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     epsilon: float = 0.01
-    max_random_params: int = 20_000_000
+    max_random_params: int = 20_000_000  # the prunes' limit
+    # prune only the points planned at most this large (the others are planned only)
+    measure_max_random_params: int = 20_000_000
     subset_n: int = 15
     subset_epsilon: float = 0.01
     subset_trials: int = 10_000
@@ -59,6 +68,8 @@ class Config:
         require(self.epsilon > 0 and self.subset_epsilon > 0, "epsilons must be > 0")
         require(2 <= self.subset_n <= 20, "subset_n must be in [2, 20] (2^n subsets are listed)")
         require(self.subset_trials >= 1, "subset_trials must be >= 1")
+        require(self.max_random_params >= 1000, "max_random_params must be >= 1000")
+        require(self.measure_max_random_params >= 0, "measure_max_random_params must be >= 0")
 
 
 def candidates(variant: str, trials: int, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -129,51 +140,98 @@ def subset_sum_table(config: Config, seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
-def measure(settings: dict[str, Any], max_random_params: int) -> dict[str, Any]:
-    """Both constructions on one target: m/m_t, ticket/target, certificate, sizes, time."""
+def plan_point(settings: dict[str, Any]) -> dict[str, Any]:
+    """What ``sslth.plan`` predicts for one construction on one target, at any size (sizing
+    only, nothing drawn): m, m/m_t, the predicted ticket/target and each layer's n (ρ) and k."""
     target = make_target(settings["width"], settings["depth"], settings["seed"])
-    record: dict[str, Any] = {}
-    for construction in CONSTRUCTIONS:
-        key = "lp1" if construction == "l+1" else "2l"
-        start = time.perf_counter()
-        try:
-            ticket = sslth.prune(
-                target,
-                settings["epsilon"],
-                settings["density"],
-                construction=construction,
-                seed=settings["seed"],
-                device="cpu",
-                progress=False,
-                empirical_samples=200,
-                max_random_params=max_random_params,
-            )
-            report, found = ticket.report, True
-        except sslth.TicketNotFound as error:
-            report, found = (None if error.best is None else error.best.report), False
-        record[f"{key}_found"] = found
-        record[f"{key}_seconds"] = time.perf_counter() - start
-        if report is not None:
-            record[f"{key}_overparameterization"] = report.overparameterization
-            record[f"{key}_ticket_to_target"] = report.ticket_to_target
-            record[f"{key}_certified_error"] = report.certified_error
-            record[f"{key}_density"] = report.density
-            record[f"{key}_n"] = report.n
-            record[f"{key}_k"] = report.k
+    start = time.perf_counter()
+    planned = sslth.plan(
+        target,
+        settings["epsilon"],
+        settings["density"],
+        construction=settings["construction"],
+        seed=settings["seed"],
+        device="cpu",
+        calibrate=False,
+        max_random_params=PLAN_LIMIT,
+    )
+    record: dict[str, Any] = {"plan_seconds": time.perf_counter() - start}
+    record["planned"] = planned.within_limits
+    if planned.within_limits:
+        m, m_t = planned.random_params, planned.target_params
+        record.update(
+            planned_random_params=m,
+            planned_overparameterization=m / m_t,
+            planned_ticket_to_target=planned.predicted_density * m / m_t,
+            planned_n=[row.n for row in planned.layers],
+            planned_k=[row.k for row in planned.layers],
+        )
     return record
 
 
-def width_slope(records: list[dict[str, Any]], key: str) -> float | None:
-    """Least-squares slope of log(m/m_t) against log(width) over the found points."""
-    points = [
-        (math.log(r["width"]), math.log(r[f"{key}_overparameterization"]))
-        for r in records
-        if r.get(f"{key}_found")
-    ]
-    if len({x for x, _ in points}) < 2:
-        return None
-    xs, ys = np.array(points).T
-    return float(np.polyfit(xs, ys, 1)[0])
+def prune_point(settings: dict[str, Any]) -> dict[str, Any]:
+    """One prune: whether it met ε and the density, its m/m_t and ticket/target, and its time
+    (wall and this process's CPU)."""
+    target = make_target(settings["width"], settings["depth"], settings["seed"])
+    start, cpu = time.perf_counter(), time.process_time()
+    record: dict[str, Any] = {}
+    try:
+        ticket = sslth.prune(
+            target,
+            settings["epsilon"],
+            settings["density"],
+            construction=settings["construction"],
+            seed=settings["seed"],
+            device="cpu",
+            progress=False,
+            empirical_samples=200,
+            max_random_params=settings["max_random_params"],
+        )
+        report, found = ticket.report, True
+    except sslth.TicketNotFound as error:
+        report, found = (None if error.best is None else error.best.report), False
+        record["reason"] = str(error)[:160]
+    record.update(
+        found=found,
+        seconds=time.perf_counter() - start,
+        cpu_seconds=time.process_time() - cpu,
+    )
+    if report is not None:
+        record.update(
+            random_params=report.random_params,
+            overparameterization=report.overparameterization,
+            ticket_to_target=report.ticket_to_target,
+            certified_error=report.certified_error,
+            achieved_density=report.density,
+            n=report.n,
+            k=report.k,
+        )
+    return record
+
+
+def _plan_items(config: Config) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every (seed, width, depth, density, construction); the name holds every setting the
+    plan depends on (the cache under DIR/plans is valid across configs)."""
+    for seed in config.seeds:
+        for width in config.widths:
+            for depth in config.depths:
+                for density in config.densities:
+                    for construction in CONSTRUCTIONS:
+                        settings = dict(
+                            construction=construction,
+                            width=width,
+                            depth=depth,
+                            density=density,
+                            epsilon=config.epsilon,
+                            seed=seed,
+                        )
+                        yield _name(settings), settings
+
+
+def _name(settings: dict[str, Any], *extra: str) -> str:
+    short = {"construction": "c", "width": "w", "depth": "l", "density": "g", "epsilon": "e"}
+    named = {short.get(key, key[0]): settings[key] for key in (*short, "seed", *extra)}
+    return point_name(**named).replace("+", "p")
 
 
 def run(
@@ -184,134 +242,54 @@ def run(
     plots: bool = True,
     cached_only: bool = False,
 ) -> list[dict[str, Any]]:
-    """Subset-sum table, then the sweep (cached under ``out_dir/points``); CSV, PNG, summary."""
+    """The subset-sum table; then every point's plan (cached under ``DIR/plans``), and the
+    prunes of those planned within ``measure_max_random_params``, smallest planned m first
+    (cached under ``DIR/prunes``, their names adding max_random_params); CSV, PNG, summary."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = subset_sum_table(config)
     write_csv(out / "lplus1_subset_sum.csv", table)
-
-    def points() -> Iterator[tuple[str, dict[str, Any]]]:
-        for seed in config.seeds:
-            for width in config.widths:
-                for depth in config.depths:
-                    for density in config.densities:
-                        settings = {"width": width, "depth": depth, "density": density}
-                        settings.update(epsilon=config.epsilon, seed=seed)
-                        name = point_name(w=width, l=depth, g=density, e=config.epsilon, s=seed)
-                        yield name, settings
-
-    total = len(config.seeds) * len(config.widths) * len(config.depths) * len(config.densities)
-    records = sweep(
-        points(),
-        lambda s: measure(s, config.max_random_params),
-        PointCache(out),
-        total=total,
-        desc="lplus1",
+    plans = sweep(
+        _plan_items(config),
+        plan_point,
+        PointCache(out / "plans"),
+        total=len(config.seeds)
+        * len(config.widths)
+        * len(config.depths)
+        * len(config.densities)
+        * len(CONSTRUCTIONS),
+        desc="lplus1 plans",
         progress=progress,
         cached_only=cached_only,
     )
+    chosen = sorted(
+        (r for r in plans if r["planned"]),
+        key=lambda r: r["planned_random_params"],
+    )
+    chosen = [r for r in chosen if r["planned_random_params"] <= config.measure_max_random_params]
+    prunes = sweep(
+        (
+            (_name(s, "max_random_params"), s)
+            for s in ({**r, "max_random_params": config.max_random_params} for r in chosen)
+        ),
+        prune_point,
+        PointCache(out / "prunes"),
+        total=len(chosen),
+        desc="lplus1 prunes",
+        progress=progress,
+        cached_only=cached_only,
+    )
+    records = merge(plans, prunes)
     if records:
         write_csv(out / "lplus1_points.csv", records)
-    figures = _plot(records, out) if plots and records else []
-    (out / "summary.md").write_text(_summary(table, records, figures, config))
+    figures = plot(records, out) if plots and records else []
+    (out / "summary.md").write_text(summary(table, records, figures, config))
     return records
 
 
-def _plot(records: list[dict[str, Any]], out: Path) -> list[str]:
-    plt = pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    markers = {2: "o", 3: "s", 4: "^"}
-    for key, label, color in (("2l", "2l", "#0072B2"), ("lp1", "l+1", "#D55E00")):
-        for depth in sorted({r["depth"] for r in records}):
-            found = [r for r in records if r["depth"] == depth and r.get(f"{key}_found")]
-            if not found:
-                continue
-            widths = [r["width"] for r in found]
-            for ax, field_name in zip(
-                axes, ("overparameterization", "ticket_to_target"), strict=True
-            ):
-                ax.scatter(
-                    widths,
-                    [r[f"{key}_{field_name}"] for r in found],
-                    color=color,
-                    marker=markers.get(depth, "x"),
-                    label=f"{label}, depth {depth}",
-                    alpha=0.8,
-                )
-    for ax, title in zip(
-        axes, ("m / m_t (random / target params)", "ticket / target params"), strict=True
-    ):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("target width")
-        ax.set_title(title, fontsize=10, loc="left")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    figure.suptitle("l+1 against 2l at the same certified ε and density", fontsize=11)
-    figure.tight_layout()
-    figure.savefig(out / "lplus1_vs_2l.png", dpi=120)
-    plt.close(figure)
-    return ["lplus1_vs_2l.png"]
-
-
-def _summary(table, records, figures, config: Config) -> str:
-    lines = [
-        "# l+1 against 2l (issue 21)",
-        "",
-        f"## Subset sums: n = {config.subset_n}, ε = {config.subset_epsilon:g}, "
-        f"{config.subset_trials:,} trials per row, z ~ Uniform[−1, 1]",
-        "",
-        "| variant | subset size | failure rate (best > ε) | solver failure rate | mean size "
-        "| mean error | smallest within ε: mean size | its mean error |",
-        "|---|---|---|---|---|---|---|---|",
+def merge(plans: list[dict[str, Any]], prunes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per plan, with its prune's fields where it was pruned (``measured``)."""
+    done = {_name(r): r for r in prunes}
+    return [
+        {**plan, **done.get(_name(plan), {}), "measured": _name(plan) in done} for plan in plans
     ]
-    for row in table:
-        lines.append(
-            f"| {row['variant']} | {row['subset_size']} | {100 * row['failure_rate']:.2f}% | "
-            f"{100 * row['solver_failure_rate']:.2f}% | {row['mean_subset_size']:.2f} | "
-            f"{row['mean_error']:.3g} | {_number(row['mean_smallest_size'], '.2f')} | "
-            f"{_number(row['mean_smallest_error'], '.3g')} |"
-        )
-    lines += ["", f"## Random dense targets, ε = {config.epsilon:g}", ""]
-    lines += [
-        "| width | depth | density | seed | 2l m/m_t | l+1 m/m_t | 2l ticket/target "
-        "| l+1 ticket/target | l+1 / 2l random params |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in records:
-        both = r.get("2l_found") and r.get("lp1_found")
-        ratio = r["lp1_overparameterization"] / r["2l_overparameterization"] if both else None
-        cells = [
-            _cell(r, "2l_overparameterization", "2l_found"),
-            _cell(r, "lp1_overparameterization", "lp1_found"),
-            _cell(r, "2l_ticket_to_target", "2l_found"),
-            _cell(r, "lp1_ticket_to_target", "lp1_found"),
-            "–" if ratio is None else f"{ratio:.3g}",
-        ]
-        lines.append(
-            f"| {r['width']} | {r['depth']} | {r['density']:g} | {r['seed']} | "
-            + " | ".join(cells)
-            + " |"
-        )
-    slopes = {key: width_slope(records, key) for key in ("2l", "lp1")}
-    lines += [
-        "",
-        "Least-squares slope of log(m/m_t) against log(width): "
-        + ", ".join(
-            f"{'l+1' if key == 'lp1' else key} " + ("–" if value is None else f"{value:.2f}")
-            for key, value in slopes.items()
-        ),
-    ]
-    lines += ["", *[f"![{name}]({name})" for name in figures]]
-    return "\n".join(lines) + "\n"
-
-
-def _cell(record: dict[str, Any], key: str, found: str) -> str:
-    if key not in record:
-        return "–"
-    mark = "" if record.get(found) else " (missed)"
-    return f"{record[key]:.4g}{mark}"
-
-
-def _number(value, spec: str) -> str:
-    return "–" if value is None else format(value, spec)

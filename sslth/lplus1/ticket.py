@@ -64,9 +64,25 @@ class LPlus1Ticket(Ticket):
         network = build_network(self.spec, self.lplus1_masks)
         return network.to(device=self.device, dtype=self.dtype)
 
-    def export(self, compact: bool = False) -> nn.Sequential:
+    def export(
+        self, compact: bool = False, *, sparse: bool = False, accumulate: str | None = None
+    ) -> nn.Sequential:
         """A plain ``nn.Sequential`` with the masks made permanent (pruned weights are zero),
-        in the ticket's dtype and device. ``compact`` is not implemented for l+1 tickets."""
+        in the ticket's dtype and device.
+
+        Args:
+            compact, sparse, accumulate: not implemented for l+1 tickets (refused): the sparse
+                module and its certificate (:mod:`sslth.sparse`) are built from random
+                *pairs*, and an l+1 network has none (docs/design.md §8).
+
+        Raises:
+            SslthError: ``compact`` or ``sparse`` asked for, in one line.
+        """
+        if sparse or accumulate is not None:
+            raise SslthError(
+                "export(sparse=True) is not implemented for l+1 tickets: the sparse module and "
+                "its certificate are built from 2l pairs; use export() (dense, masks applied)"
+            )
         if compact:
             raise SslthError("export(compact=True) is not implemented for l+1 tickets yet")
         return nn.Sequential(*[plain_copy(module) for module in self.network])
