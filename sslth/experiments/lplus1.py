@@ -140,20 +140,20 @@ def subset_sum_table(config: Config, seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
+def _request(settings: dict[str, Any]) -> tuple[list[torch.Tensor], float, float, dict]:
+    """The target, ε, density and keywords that the point's plan and prune share."""
+    target = make_target(settings["width"], settings["depth"], settings["seed"])
+    common = dict(construction=settings["construction"], seed=settings["seed"], device="cpu")
+    return target, settings["epsilon"], settings["density"], common
+
+
 def plan_point(settings: dict[str, Any]) -> dict[str, Any]:
     """What ``sslth.plan`` predicts for one construction on one target, at any size (sizing
     only, nothing drawn): m, m/m_t, the predicted ticket/target and each layer's n (ρ) and k."""
-    target = make_target(settings["width"], settings["depth"], settings["seed"])
+    target, epsilon, density, common = _request(settings)
     start = time.perf_counter()
     planned = sslth.plan(
-        target,
-        settings["epsilon"],
-        settings["density"],
-        construction=settings["construction"],
-        seed=settings["seed"],
-        device="cpu",
-        calibrate=False,
-        max_random_params=PLAN_LIMIT,
+        target, epsilon, density, calibrate=False, max_random_params=PLAN_LIMIT, **common
     )
     record: dict[str, Any] = {"plan_seconds": time.perf_counter() - start}
     record["planned"] = planned.within_limits
@@ -172,20 +172,18 @@ def plan_point(settings: dict[str, Any]) -> dict[str, Any]:
 def prune_point(settings: dict[str, Any]) -> dict[str, Any]:
     """One prune: whether it met ε and the density, its m/m_t and ticket/target, and its time
     (wall and this process's CPU)."""
-    target = make_target(settings["width"], settings["depth"], settings["seed"])
+    target, epsilon, density, common = _request(settings)
     start, cpu = time.perf_counter(), time.process_time()
     record: dict[str, Any] = {}
     try:
         ticket = sslth.prune(
             target,
-            settings["epsilon"],
-            settings["density"],
-            construction=settings["construction"],
-            seed=settings["seed"],
-            device="cpu",
+            epsilon,
+            density,
             progress=False,
             empirical_samples=200,
             max_random_params=settings["max_random_params"],
+            **common,
         )
         report, found = ticket.report, True
     except sslth.TicketNotFound as error:
