@@ -37,6 +37,7 @@ from torch.nn import functional
 from sslth.errors import NotATicketError
 from sslth.inputs import accept_input
 from sslth.kinds import LayerKind
+from sslth.sparse_kernel import run_kernel, sparse_kernel
 from sslth.target import Target
 
 CHUNK_UNITS = 4096  # hidden units per dense block: a few MiB of V and of activations at a time
@@ -206,8 +207,16 @@ class SparseTicket(nn.Module):
         return x
 
     def run_pair(self, pair: SparsePair, x: torch.Tensor) -> torch.Tensor:
-        """One pair as the forward pass runs it: in the accumulation dtype, stored back."""
-        return pair.forward_in(x.to(ACCUMULATIONS[self.accumulate])).to(self.dtype)
+        """One pair as the forward pass runs it: in the accumulation dtype, stored back; by the
+        compiled kernel on the CPU (:mod:`sslth.sparse_kernel`), else by the torch layout."""
+        accumulation = ACCUMULATIONS[self.accumulate]
+        library = sparse_kernel() if x.device.type == "cpu" else None
+        if library is not None:
+            try:
+                return run_kernel(library, pair, x, accumulation)
+            except ValueError as error:
+                raise NotATicketError(f"the sparse ticket cannot run: {error}") from None
+        return pair.forward_in(x.to(accumulation)).to(self.dtype)
 
     def _accept(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in the module's dtype, converted exactly or refused (:func:`accept_input`)."""

@@ -261,5 +261,7 @@ def test_probe_refuses_a_module_that_computes_something_else(dense_ticket, monke
     assert sslth.certify(target, sparse).bound > 0
     original = SparsePair.forward_in
     monkeypatch.setattr(SparsePair, "forward_in", lambda self, x: 1.01 * original(self, x))
+    kernel = sslth.sparse.run_kernel  # the compiled kernel's runner, where one was compiled
+    monkeypatch.setattr(sslth.sparse, "run_kernel", lambda *args: 1.01 * kernel(*args))
     with pytest.raises(sslth.NotATicketError, match="not what its buffers say"):
         sslth.certify(target, sparse)
