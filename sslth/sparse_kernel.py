@@ -38,6 +38,8 @@ import torch
 
 TILE = 32  # inputs per tile (as in sparse_pair.c): one vector operation covers a tile
 
+ROWS_FROM = 64  # a dense pair on this many inputs or more runs the row-grouped layout
+SUPER = 128  # inputs per super-tile of the row-grouped layout (as in sparse_pair.c)
 _SOURCE = Path(__file__).with_name("sparse_pair.c")
 
 _LIBRARY: ctypes.CDLL | None = None
@@ -135,9 +137,17 @@ def run_kernel(library: ctypes.CDLL, pair, x: torch.Tensor, accumulate: torch.dt
     n = x.shape[0]
     if x.dim() == 2:
         out = torch.empty(n, pair.d_out, dtype=storage)
-        code = getattr(library, "dense_" + name)(
-            _pointer(x), count(n), count(pair.d_in), count(pair.d_out), *tail, _pointer(out)
-        )
+        # transposed, (d_in, pitch): a unit's inputs for a tile are contiguous; the row-grouped
+        # layout reads whole super-tiles, so its pitch is a multiple of SUPER, zeros after n
+        rows_layout = n >= ROWS_FROM
+        pitch = -(-n // SUPER) * SUPER if rows_layout else n
+        transposed = x.new_zeros(pair.d_in, pitch)
+        transposed[:, :n] = x.T
+        shapes = [count(pair.d_in), count(pair.d_out), *tail, _pointer(out)]
+        if rows_layout:
+            code = library["rows_" + name](_pointer(transposed), count(n), count(pitch), *shapes)
+        else:
+            code = library["dense_" + name](_pointer(transposed), count(n), *shapes)
     else:
         kind = pair.kind
         out = torch.empty(n, pair.d_out, *kind.out_hw, dtype=storage)
@@ -145,7 +155,7 @@ def run_kernel(library: ctypes.CDLL, pair, x: torch.Tensor, accumulate: torch.dt
             [*kind.in_hw, *kind.out_hw, *kind.kernel, *kind.stride, *kind.padding, *kind.dilation],
             dtype=torch.int64,
         )
-        code = getattr(library, "conv_" + name)(
+        code = library["conv_" + name](
             _pointer(x),
             count(n),
             count(pair.d_in),

@@ -19,6 +19,7 @@ static int check(int64_t d_in, int64_t height, const int32_t *inputs, int64_t we
 typedef double vdouble __attribute__((vector_size(32), aligned(8)));
 typedef float vfloat __attribute__((vector_size(32), aligned(4)));
 
+/* Dense pairs read x transposed, (d_in, n): a unit's inputs for a tile are contiguous. */
 #define DENSE(NAME, T, A, V)                                                                 \
 int NAME(const T *x, int64_t n, int64_t d_in, int64_t d_out, const int32_t *inputs,          \
          int64_t weight_units, const T *scales, int64_t units, const int32_t *starts,        \
@@ -36,7 +37,7 @@ int NAME(const T *x, int64_t n, int64_t d_in, int64_t d_out, const int32_t *inpu
             A a = (A)scales[h];                                                              \
             for (int64_t b = 0; b < TILE; b++) {                                             \
                 A value = h >= weight_units ? a                                              \
-                          : b < count ? a * (A)x[(n0 + b) * d_in + inputs[h]] : (A)0;        \
+                          : b < count ? a * (A)x[inputs[h] * n + n0 + b] : (A)0;            \
                 lane[b] = value < 0 ? (A)0 : value;                                          \
             }                                                                                \
             memcpy(hidden, lane, sizeof(lane));                                              \
@@ -53,6 +54,106 @@ int NAME(const T *x, int64_t n, int64_t d_in, int64_t d_out, const int32_t *inpu
     }                                                                                        \
     free(acc);                                                                               \
     return 0;                                                                                \
+}
+
+/* Row-grouped layout of a dense pair, for larger batches: units are taken GROUP at a time (a
+   group's hidden values for SUPER inputs stay in cache); within a group the kept entries are
+   sorted by output row, so each row's partial sum over the group is held in registers for a
+   tile of VR vectors and added to the row's accumulator once. Built from the CSC buffers at
+   each call (a counting sort, O(entries)): nothing is cached between calls. x is (d_in, pitch),
+   transposed, with pitch a multiple of SUPER and zeros after the n inputs. */
+#define GROUP 64
+#define SUPER 128
+#define VR 8 /* vectors per tile of the row-grouped layout */
+
+typedef struct { int64_t *offsets; uint8_t *local; void *values; } grouped;
+
+static int group_rows(int64_t d_out, int64_t units, const int32_t *starts, const int32_t *rows,
+                      const void *values, size_t size, grouped *g) {
+    int64_t groups = (units + GROUP - 1) / GROUP, entries = starts[units];
+    g->offsets = (int64_t *)calloc((size_t)(groups * d_out + 1), sizeof(int64_t));
+    int64_t *cursor = (int64_t *)malloc(sizeof(int64_t) * (size_t)(groups * d_out + 1));
+    g->local = (uint8_t *)malloc((size_t)entries + 1);
+    g->values = malloc(size * (size_t)entries + size);
+    if (!g->offsets || !cursor || !g->local || !g->values) { free(cursor); return 2; }
+    for (int64_t h = 0; h < units; h++)
+        for (int32_t e = starts[h]; e < starts[h + 1]; e++)
+            g->offsets[(h / GROUP) * d_out + rows[e] + 1]++;
+    for (int64_t q = 0; q < groups * d_out; q++) g->offsets[q + 1] += g->offsets[q];
+    memcpy(cursor, g->offsets, sizeof(int64_t) * (size_t)(groups * d_out + 1));
+    for (int64_t h = 0; h < units; h++)
+        for (int32_t e = starts[h]; e < starts[h + 1]; e++) {
+            int64_t to = cursor[(h / GROUP) * d_out + rows[e]]++;
+            g->local[to] = (uint8_t)(h % GROUP);
+            if (size == sizeof(float)) ((float *)g->values)[to] = ((const float *)values)[e];
+            else ((double *)g->values)[to] = ((const double *)values)[e];
+        }
+    free(cursor);
+    return 0;
+}
+
+#define DENSE_ROWS(NAME, T, A, V)                                                            \
+int NAME(const T *x, int64_t n, int64_t pitch, int64_t d_in, int64_t d_out,                  \
+         const int32_t *inputs,                                                              \
+         int64_t weight_units, const T *scales, int64_t units, const int32_t *starts,        \
+         const int32_t *rows, const T *values, int64_t entries, T *out) {                    \
+    enum { LANES = sizeof(V) / sizeof(A), RT = VR * LANES, TILES = SUPER / RT };              \
+    if (check(d_in, d_out, inputs, weight_units, units, starts, rows, entries)) return 1;    \
+    grouped g = {NULL, NULL, NULL};                                                          \
+    V *restrict acc = (V *)malloc(sizeof(V) * (size_t)(d_out * SUPER / LANES));              \
+    V *restrict hidden = (V *)malloc(sizeof(V) * (size_t)(GROUP * SUPER / LANES));           \
+    int failed = !acc || !hidden                                                             \
+        || group_rows(d_out, units, starts, rows, values, sizeof(T), &g);                    \
+    const T *sorted = failed ? NULL : (const T *)g.values;                                   \
+    for (int64_t s0 = 0; !failed && s0 < n; s0 += SUPER) {                                   \
+        int64_t count = n - s0 < SUPER ? n - s0 : SUPER, tiles = (count + RT - 1) / RT;      \
+        memset(acc, 0, sizeof(V) * (size_t)(d_out * SUPER / LANES));                         \
+        for (int64_t u0 = 0; u0 < units; u0 += GROUP) {                                      \
+            int64_t width = units - u0 < GROUP ? units - u0 : GROUP;                         \
+            for (int64_t u = 0; u < width; u++) {                                            \
+                int64_t h = u0 + u;                                                          \
+                A a = (A)scales[h], constant = a < 0 ? (A)0 : a;                             \
+                const T *inputs_ = h < weight_units ? x + inputs[h] * pitch + s0 : NULL;     \
+                for (int64_t t = 0; t < tiles; t++) {                                        \
+                    A lane[RT];                                                              \
+                    if (inputs_)                                                             \
+                        for (int64_t b = 0; b < RT; b++) {                                   \
+                            A value = a * (A)inputs_[t * RT + b];                            \
+                            lane[b] = value < 0 ? (A)0 : value;                              \
+                        }                                                                    \
+                    else                                                                     \
+                        for (int64_t b = 0; b < RT; b++) lane[b] = constant;                 \
+                    memcpy(hidden + (t * GROUP + u) * VR, lane, sizeof(lane));               \
+                }                                                                            \
+            }                                                                                \
+            const int64_t *offsets = g.offsets + (u0 / GROUP) * d_out;                       \
+            for (int64_t r = 0; r < d_out; r++) {                                            \
+                int64_t e0 = offsets[r], e1 = offsets[r + 1];                                \
+                if (e0 == e1) continue;                                                      \
+                for (int64_t t = 0; t < tiles; t++) {                                        \
+                    V s[VR] = {0}; /* VR independent sums: FMA latency is hidden */         \
+                    const V *slice = hidden + t * GROUP * VR;                                \
+                    for (int64_t e = e0; e < e1; e++) {                                      \
+                        A v = (A)sorted[e];                                                  \
+                        const V *hv = slice + (int64_t)g.local[e] * VR;                      \
+                        for (int k = 0; k < VR; k++) s[k] += v * hv[k];                      \
+                    }                                                                        \
+                    V *a = acc + (r * TILES + t) * VR;                                       \
+                    for (int k = 0; k < VR; k++) a[k] += s[k];                               \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+        const A *lanes = (const A *)acc;                                                     \
+        for (int64_t b = 0; b < count; b++)                                                  \
+            for (int64_t i = 0; i < d_out; i++)                                              \
+                out[(s0 + b) * d_out + i] = (T)lanes[i * SUPER + b];                         \
+    }                                                                                        \
+    free(g.offsets);                                                                         \
+    free(g.local);                                                                           \
+    free(g.values);                                                                          \
+    free(acc);                                                                               \
+    free(hidden);                                                                            \
+    return failed ? 2 : 0;                                                                   \
 }
 
 /* first o in [0, limit) with o * stride + offset >= 0, and one past the last with < size */
@@ -126,6 +227,9 @@ int NAME(const T *x, int64_t n, int64_t d_in, int64_t d_out, const int64_t *geom
 DENSE(dense_f32_f64, float, double, vdouble)
 DENSE(dense_f32_f32, float, float, vfloat)
 DENSE(dense_f64_f64, double, double, vdouble)
+DENSE_ROWS(rows_f32_f64, float, double, vdouble)
+DENSE_ROWS(rows_f32_f32, float, float, vfloat)
+DENSE_ROWS(rows_f64_f64, double, double, vdouble)
 CONV(conv_f32_f64, float, double, vdouble)
 CONV(conv_f32_f32, float, float, vfloat)
 CONV(conv_f64_f64, double, double, vdouble)

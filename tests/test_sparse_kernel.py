@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import sslth
-from sslth.sparse_kernel import kernel_status, sparse_kernel
+from sslth.sparse_kernel import ROWS_FROM, SUPER, kernel_status, sparse_kernel
 from tests.attack import QUICK, float64_copy, worst_gap
 from tests.test_conv import _Images
 
@@ -70,7 +70,9 @@ def test_kernel_matches_the_torch_layout(case, accumulate, monkeypatch) -> None:
     input_shape = list(shape) if len(shape) > 1 else None
     rounding = sslth.certify(target, module, 1.0, input_shape=input_shape).rounding
     exact = float64_copy(ticket.export())
-    for batch in (1, 17, 40):  # one input, a tile cut short, more than one tile
+    # one input, a tile cut short, more than one tile, and two super-tiles of the row-grouped
+    # layout (dense pairs from ROWS_FROM inputs on), the second cut short
+    for batch in (1, 17, 40, ROWS_FROM, 2 * SUPER - 3):
         x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(batch))
         x = x / x.flatten(1).norm(dim=1).view(-1, *[1] * len(shape))  # on the unit sphere
         with torch.no_grad():
