@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> digits_resnet.DigitsResNetResult:
     options = digits.demo_options(args)
     result = digits_resnet.run(args.out, channels=args.channels, **options)
     print(digits.demo_summary(result, args.out, args.cap, figures=False))
+    prune_steps = ", ".join(f"{k} {v:.1f}s" for k, v in result.report["timings"].items())
+    print(f"prune steps: {prune_steps}; load average {result.load_average}")
     return result
 
 

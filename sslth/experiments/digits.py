@@ -101,6 +101,16 @@ def choose_epsilon(margin: float, cap: float = EPSILON_CAP) -> float:
     return min(cap, 0.5 * margin)
 
 
+# test examples per forward of a ticket: its dense random network has 2n(d_in + 1) hidden
+# channels per target input channel, so the digits ResNet's whole test set at once held 3.5 GB
+# (the same logits, batch by batch, in a fraction of that)
+_BATCH = 64
+
+
+def _in_batches(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([module(x[i : i + _BATCH]) for i in range(0, x.shape[0], _BATCH)])
+
+
 def compare_with_target(
     ticket: sslth.Ticket, target_logits: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor
 ) -> tuple[torch.Tensor, dict[str, float | bool]]:
@@ -113,8 +123,8 @@ def compare_with_target(
     """
     with torch.no_grad():
         x = x_test.to(device=ticket.device, dtype=ticket.dtype)
-        ticket_logits = ticket.network(x).double().cpu()
-        ticket_logits32 = ticket.export().float()(x.float()).cpu()
+        ticket_logits = _in_batches(ticket.network, x).double().cpu()
+        ticket_logits32 = _in_batches(ticket.export().float(), x.float()).cpu()
     target_pred = target_logits.argmax(dim=1)
     ticket_pred = ticket_logits.argmax(dim=1)
     difference = target_logits - ticket_logits

@@ -45,6 +45,7 @@ from sslth.experiments.digits import (
     smallest_margin,
 )
 from sslth.experiments.digits import load_data as load_data  # re-exported: digits_cnn.load_data
+from sslth.target import Target
 
 INPUT_SHAPE = (1, 8, 8)  # the digits are 8×8 grey images, flattened by load_data
 DEFAULT_CHANNELS = (8, 16)
@@ -175,10 +176,12 @@ def prune_and_compare(
     device: str | None,
     progress: bool,
     timings: dict[str, float],
+    traced: Target | None = None,
     **prune_options: Any,
 ) -> tuple[sslth.Ticket, torch.Tensor, torch.Tensor, dict[str, Any]]:
     """Prune an image model of the digits (ε = half the smallest test margin, capped; R = the
-    largest input norm) and compare it with the target on the test set.
+    largest input norm) and compare it with the target on the test set (``traced``: the
+    model already read by :func:`sslth.as_target`, pruned instead of reading it again).
 
     Returns:
         The ticket, the target's and the ticket's test logits, and the fields of
@@ -191,7 +194,7 @@ def prune_and_compare(
     epsilon = choose_epsilon(margin, cap)
     start = time.perf_counter()
     ticket = sslth.prune(
-        target,
+        target if traced is None else traced,
         epsilon,
         density,
         input_shape=list(INPUT_SHAPE),
@@ -202,7 +205,9 @@ def prune_and_compare(
         **prune_options,
     )
     timings["prune"] = time.perf_counter() - start
+    start = time.perf_counter()
     ticket_logits, comparison = compare_with_target(ticket, target_logits, x_test, data.y_test)
+    timings["compare"] = time.perf_counter() - start
     report = ticket.report
     fields = {
         **comparison,
