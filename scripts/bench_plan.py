@@ -7,7 +7,7 @@ For each target it writes a config file, runs ``sslth plan --config F --json`` a
 ``sslth prune --config F --quiet --force``, each a fresh ``python -m sslth.cli`` process, and
 prints the plan's estimates beside what the prune measured: the whole prune's time (the sum of
 the report's ``timings``: all of ``sslth.prune``) against the plan's expected time and range, and
-the prune process's peak resident memory (``ru_maxrss`` of that child alone, from ``os.wait4``)
+the prune process's peak resident memory (GNU time's ``%M``)
 against the plan's peak; then the plan's own time (``planning_seconds``, inside the process)
 and its process's wall time (which adds importing torch, as the prune's process does), and the
 plan process's CPU time over the prune process's, each less the CPU time of importing
@@ -29,12 +29,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+GNU_TIME = "/usr/bin/time"  # GNU time: -f %M is the peak resident KiB of its child
 LENET_LAYERS = [
     "conv 1 6 5", "relu", "maxpool 2", "conv 6 16 5", "relu", "maxpool 2", "flatten",
     "linear 256 120", "relu", "linear 120 84", "relu", "linear 84 10",
@@ -86,20 +86,26 @@ def write_config(name: str, folder: Path) -> Path:
 
 def run_cli(args: list[str], cwd: Path, module: str = "sslth.cli") -> tuple[str, dict]:
     """stdout and the wall seconds, CPU seconds and peak resident bytes of one fresh
-    ``python -m sslth.cli`` (``module``: another command, e.g. ``-c``)."""
+    ``python -m sslth.cli`` (``module``: another command, e.g. ``-c``), measured by GNU time: a
+    child's own ``ru_maxrss`` would include this process's memory at the fork (its digits MLP
+    and torch, ~400 MiB), which a small ``time`` process does not have."""
     command = [sys.executable, "-m", module] if module != "-c" else [sys.executable, "-c"]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        process = subprocess.Popen([*command, *args], cwd=cwd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not the largest
-        process.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        if process.returncode != 0:
-            raise SystemExit(f"sslth {' '.join(args)} failed ({process.returncode}):\n{err.read()}")
-        cpu = usage.ru_utime + usage.ru_stime
-        return out.read(), dict(wall=wall, cpu=cpu, peak=usage.ru_maxrss * 1024)
+    with tempfile.NamedTemporaryFile("r") as usage:
+        result = subprocess.run(
+            [GNU_TIME, "-f", "%M %e %U %S", "-o", usage.name, *command, *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise SystemExit(
+                f"sslth {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+            )
+        kib, wall, user, system = usage.read().split()[-4:]
+    return result.stdout, dict(
+        wall=float(wall), cpu=float(user) + float(system), peak=int(kib) * 1024
+    )
 
 
 def measure(name: str, folder: Path, imports: float) -> dict:
