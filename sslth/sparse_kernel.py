@@ -146,8 +146,9 @@ def run_kernel(library: ctypes.CDLL, pair, x: torch.Tensor, accumulate: torch.dt
         shapes = [count(pair.d_in), count(pair.d_out), *tail, _pointer(out)]
         if rows_layout:
             code = library["rows_" + name](_pointer(transposed), count(n), count(pitch), *shapes)
-        else:
-            code = library["dense_" + name](_pointer(transposed), count(n), *shapes)
+        else:  # a tile of one vector when the inputs fit in one
+            layout = "one_" if n <= 32 // accumulate.itemsize else "dense_"
+            code = library[layout + name](_pointer(transposed), count(n), *shapes)
     else:
         kind = pair.kind
         out = torch.empty(n, pair.d_out, *kind.out_hw, dtype=storage)

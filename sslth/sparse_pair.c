@@ -20,22 +20,22 @@ typedef double vdouble __attribute__((vector_size(32), aligned(8)));
 typedef float vfloat __attribute__((vector_size(32), aligned(4)));
 
 /* Dense pairs read x transposed, (d_in, n): a unit's inputs for a tile are contiguous. */
-#define DENSE(NAME, T, A, V)                                                                 \
+#define DENSE(NAME, T, A, V, VECTORS_)                                                       \
 int NAME(const T *x, int64_t n, int64_t d_in, int64_t d_out, const int32_t *inputs,          \
          int64_t weight_units, const T *scales, int64_t units, const int32_t *starts,        \
          const int32_t *rows, const T *values, int64_t entries, T *out) {                    \
-    enum { LANES = sizeof(V) / sizeof(A), VECTORS = TILE / LANES };                          \
+    enum { LANES = sizeof(V) / sizeof(A), VECTORS = VECTORS_, WIDTH = VECTORS * LANES };     \
     if (check(d_in, d_out, inputs, weight_units, units, starts, rows, entries)) return 1;    \
     V *restrict acc = (V *)malloc(sizeof(V) * (size_t)(d_out * VECTORS));                    \
     if (!acc) return 2;                                                                      \
-    for (int64_t n0 = 0; n0 < n; n0 += TILE) {                                               \
-        int64_t count = n - n0 < TILE ? n - n0 : TILE;                                       \
+    for (int64_t n0 = 0; n0 < n; n0 += WIDTH) {                                              \
+        int64_t count = n - n0 < WIDTH ? n - n0 : WIDTH;                                     \
         memset(acc, 0, sizeof(V) * (size_t)(d_out * VECTORS));                               \
         for (int64_t h = 0; h < units; h++) {                                                \
-            A lane[TILE];                                                                    \
+            A lane[WIDTH];                                                                   \
             V hidden[VECTORS];                                                               \
             A a = (A)scales[h];                                                              \
-            for (int64_t b = 0; b < TILE; b++) {                                             \
+            for (int64_t b = 0; b < WIDTH; b++) {                                            \
                 A value = h >= weight_units ? a                                              \
                           : b < count ? a * (A)x[inputs[h] * n + n0 + b] : (A)0;            \
                 lane[b] = value < 0 ? (A)0 : value;                                          \
@@ -50,7 +50,7 @@ int NAME(const T *x, int64_t n, int64_t d_in, int64_t d_out, const int32_t *inpu
         const A *lanes = (const A *)acc;                                                     \
         for (int64_t b = 0; b < count; b++)                                                  \
             for (int64_t i = 0; i < d_out; i++)                                              \
-                out[(n0 + b) * d_out + i] = (T)lanes[i * TILE + b];                         \
+                out[(n0 + b) * d_out + i] = (T)lanes[i * WIDTH + b];                        \
     }                                                                                        \
     free(acc);                                                                               \
     return 0;                                                                                \
@@ -68,13 +68,15 @@ int NAME(const T *x, int64_t n, int64_t d_in, int64_t d_out, const int32_t *inpu
 
 typedef struct { int64_t *offsets; uint8_t *local; void *values; } grouped;
 
+/* values are float (size 4) or double; the sorted copy is in the accumulation type (wide:
+   double) */
 static int group_rows(int64_t d_out, int64_t units, const int32_t *starts, const int32_t *rows,
-                      const void *values, size_t size, grouped *g) {
+                      const void *values, size_t size, int wide, grouped *g) {
     int64_t groups = (units + GROUP - 1) / GROUP, entries = starts[units];
     g->offsets = (int64_t *)calloc((size_t)(groups * d_out + 1), sizeof(int64_t));
     int64_t *cursor = (int64_t *)malloc(sizeof(int64_t) * (size_t)(groups * d_out + 1));
     g->local = (uint8_t *)malloc((size_t)entries + 1);
-    g->values = malloc(size * (size_t)entries + size);
+    g->values = malloc((wide ? sizeof(double) : sizeof(float)) * (size_t)(entries + 1));
     if (!g->offsets || !cursor || !g->local || !g->values) { free(cursor); return 2; }
     for (int64_t h = 0; h < units; h++)
         for (int32_t e = starts[h]; e < starts[h + 1]; e++)
@@ -85,8 +87,10 @@ static int group_rows(int64_t d_out, int64_t units, const int32_t *starts, const
         for (int32_t e = starts[h]; e < starts[h + 1]; e++) {
             int64_t to = cursor[(h / GROUP) * d_out + rows[e]]++;
             g->local[to] = (uint8_t)(h % GROUP);
-            if (size == sizeof(float)) ((float *)g->values)[to] = ((const float *)values)[e];
-            else ((double *)g->values)[to] = ((const double *)values)[e];
+            double value = size == sizeof(float) ? (double)((const float *)values)[e]
+                                                 : ((const double *)values)[e];
+            if (wide) ((double *)g->values)[to] = value;
+            else ((float *)g->values)[to] = (float)value; /* a float value, as it was */
         }
     free(cursor);
     return 0;
@@ -103,8 +107,8 @@ int NAME(const T *x, int64_t n, int64_t pitch, int64_t d_in, int64_t d_out,     
     V *restrict acc = (V *)malloc(sizeof(V) * (size_t)(d_out * SUPER / LANES));              \
     V *restrict hidden = (V *)malloc(sizeof(V) * (size_t)(GROUP * SUPER / LANES));           \
     int failed = !acc || !hidden                                                             \
-        || group_rows(d_out, units, starts, rows, values, sizeof(T), &g);                    \
-    const T *sorted = failed ? NULL : (const T *)g.values;                                   \
+        || group_rows(d_out, units, starts, rows, values, sizeof(T), sizeof(A) == 8, &g);    \
+    const A *sorted = failed ? NULL : (const A *)g.values;                                   \
     for (int64_t s0 = 0; !failed && s0 < n; s0 += SUPER) {                                   \
         int64_t count = n - s0 < SUPER ? n - s0 : SUPER, tiles = (count + RT - 1) / RT;      \
         memset(acc, 0, sizeof(V) * (size_t)(d_out * SUPER / LANES));                         \
@@ -134,7 +138,7 @@ int NAME(const T *x, int64_t n, int64_t pitch, int64_t d_in, int64_t d_out,     
                     V s[VR] = {0}; /* VR independent sums: FMA latency is hidden */         \
                     const V *slice = hidden + t * GROUP * VR;                                \
                     for (int64_t e = e0; e < e1; e++) {                                      \
-                        A v = (A)sorted[e];                                                  \
+                        A v = sorted[e];                                                     \
                         const V *hv = slice + (int64_t)g.local[e] * VR;                      \
                         for (int k = 0; k < VR; k++) s[k] += v * hv[k];                      \
                     }                                                                        \
@@ -224,9 +228,13 @@ int NAME(const T *x, int64_t n, int64_t d_in, int64_t d_out, const int64_t *geom
     return 0;                                                                                \
 }
 
-DENSE(dense_f32_f64, float, double, vdouble)
-DENSE(dense_f32_f32, float, float, vfloat)
-DENSE(dense_f64_f64, double, double, vdouble)
+/* tiles of 32 inputs, and of one vector (4 or 8 inputs) for a few inputs */
+DENSE(dense_f32_f64, float, double, vdouble, 8)
+DENSE(dense_f32_f32, float, float, vfloat, 4)
+DENSE(dense_f64_f64, double, double, vdouble, 8)
+DENSE(one_f32_f64, float, double, vdouble, 1)
+DENSE(one_f32_f32, float, float, vfloat, 1)
+DENSE(one_f64_f64, double, double, vdouble, 1)
 DENSE_ROWS(rows_f32_f64, float, double, vdouble)
 DENSE_ROWS(rows_f32_f32, float, float, vfloat)
 DENSE_ROWS(rows_f64_f64, double, double, vdouble)
