@@ -43,7 +43,7 @@ DEFAULT_LR = 0.03
 DEFAULT_DENSITY = digits.DEFAULT_DENSITY
 # the demo's claims (every prediction kept, certified error <= ε, density <= its limit) hold
 # without the refinement pass, which shrinks the random network after the first success and
-# took two thirds of the prune (and left the density higher here, 0.089 against 0.084); the
+# took two thirds of the prune (docs/benchmarks.md, the demo's profile); the
 # empirical lower bound is reported from 2,000 points (the test set's logits are compared too)
 DEMO_PRUNE_OPTIONS: dict[str, Any] = {"refine": False, "empirical_samples": 2_000}
 
