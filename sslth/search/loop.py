@@ -28,6 +28,7 @@ from sslth.device import default_workers
 from sslth.errors import ConfigError, TicketNotFound
 from sslth.progress import Progress
 from sslth.rounding import DTYPES
+from sslth.search.floor import rounding_refusal
 from sslth.search.layer import BlockTooSmall, LayerSolution, repair, solve_layer, tighten
 from sslth.search.options import PruneOptions
 from sslth.search.refine import refinable, smaller_sizes
@@ -140,6 +141,9 @@ class Search:
                     f"{plan.tolerance:.3g} (from ε = {options.epsilon:g}); raise density or ε, "
                     "or max_random_params"
                 )
+        refusal = rounding_refusal(self.target, plans, options, self.arithmetic)
+        if refusal is not None:
+            raise TicketNotFound(refusal)
         self.budgets = [plan.budget for plan in plans]
         self.states = [LayerState(p.n, p.k, p.tolerance) for p in plans]
         self.clock("plan", start)

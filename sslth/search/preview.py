@@ -20,7 +20,9 @@ from dataclasses import asdict, dataclass, field
 
 from sslth import theory
 from sslth.device import default_workers, intra_op_threads, resolve_device
+from sslth.rounding import DTYPES
 from sslth.search import estimate
+from sslth.search.floor import rounding_refusal
 from sslth.search.layer import BLOCK_GROWTH
 from sslth.search.options import PruneOptions, as_options
 from sslth.search.sizing import (
@@ -32,6 +34,7 @@ from sslth.search.sizing import (
     sizes,
 )
 from sslth.sizes import check_random_params, layer_sizes
+from sslth.sparse_rounding import deployed_arithmetic
 from sslth.subset_sum import make_solver
 from sslth.target import Target, TargetLayer, as_target
 
@@ -251,6 +254,8 @@ def _plan(target: Target, opts: PruneOptions, calibrate: bool, baseline: int, st
     sizing = time.perf_counter()
     planned = sizes(target, opts)
     sizing = time.perf_counter() - sizing  # what the prune's own sizing takes
+    arithmetic = deployed_arithmetic(DTYPES[opts.dtype], device, target)
+    refusal = rounding_refusal(target, planned, opts, arithmetic)  # prune's own refusal
     workers = opts.threads or default_workers(device)  # as the search's
     layers = [
         _layer_preview(target, i, size, opts, calibrate, device, solver, workers)
@@ -268,9 +273,12 @@ def _plan(target: Target, opts: PruneOptions, calibrate: bool, baseline: int, st
             + sum(layer.regenerate_seconds for layer in layers)
             + estimate.empirical_seconds(target, opts, device),
         )
-    return _finish(
+    plan_ = _finish(
         [layer.preview for layer in layers], opts, target, device, costs, baseline, started
     )
+    if refusal is None:
+        return plan_
+    return dataclasses.replace(plan_, warnings=(*plan_.warnings, refusal))
 
 
 @dataclass(frozen=True)
