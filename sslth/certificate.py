@@ -517,7 +517,12 @@ def rounding_bound(
         Z'  = S Z + ||offset||
 
     The exact pair is the map x ↦ A σ(x) − B σ(−x) + offset for every x, and (σ(x), σ(−x)) is
-    1-Lipschitz, so the deviation carried in costs S Δ; only the roundings inside the pair go
+    1-Lipschitz, so the deviation carried in costs S Δ. S is the smaller of ||[A, −B]|| and
+    P + E (the layer's certified weight and pair-error norms): A σ(x) − B σ(−x) =
+    W x + [A − W, W − B] [σ(x); σ(−x)], so P + E bounds the same map's growth, and for a good
+    ticket (A ≈ B ≈ W) it is about P where ||[A, −B]|| ≈ ||[W, −W]|| = √2 P: compounded over a
+    ResNet-20's 22 pairs the √2 made its float64 rounding term 100 times larger (0.2 instead of
+    0.002; docs/design.md, "The rounding term"). Only the roundings inside the pair go
     through the magnitudes (|V| |U| |x̃| = (|A| + |B|) |x̃|, whose norm is at most √2 M ||x̃||).
     Carrying Δ through ||U|| · N_V instead (a bound ~10³ per layer at d = 256) made a float64
     LeNet-5's rounding term 20 where its exact part was 0.008. ReLU, max pooling and Flatten are
@@ -534,7 +539,8 @@ def rounding_bound(
     z, delta = float(radius), 0.0
     for index, (layer, op) in enumerate(zip(target.layers, operators, strict=True)):
         z, delta = _through_ops(target.ops[index], z, delta, arithmetic)
-        z, delta = pair_rounding(index, layer, op, z, delta, arithmetic, radius)
+        certified = None if layers is None else layers[index]
+        z, delta = pair_rounding(index, layer, op, z, delta, arithmetic, radius, certified)
         if layers is not None:
             layers[index].rounding_bound = delta
     _, delta = _through_ops(target.ops[len(target.layers)], z, delta, arithmetic)
@@ -542,9 +548,17 @@ def rounding_bound(
 
 
 def pair_rounding(
-    index: int, layer, op: PairOperator, z: float, delta: float, arithmetic: Arithmetic, radius
+    index: int,
+    layer,
+    op: PairOperator,
+    z: float,
+    delta: float,
+    arithmetic: Arithmetic,
+    radius,
+    certified: LayerCertificate | None = None,
 ) -> tuple[float, float]:
-    """(Z', Δ') after pair ``index`` from (Z, Δ) at its input (see :func:`rounding_bound`).
+    """(Z', Δ') after pair ``index`` from (Z, Δ) at its input (see :func:`rounding_bound`);
+    ``certified``, the pair's exact-part certificate, caps S at P + E.
 
     Raises:
         NotATicketError: a value could overflow the arithmetic at this radius.
@@ -559,6 +573,8 @@ def pair_rounding(
         in_positions
     )
     abs_norm, signed = pair_norms(op, kind)
+    if certified is not None:
+        signed = min(signed, (certified.weight_norm + certified.pair_error_norm) * (1 + 1e-12))
     bias_magnitude = float(torch.linalg.vector_norm(stats.abs_offset)) * spread
     hidden_count = max(stats.hidden, layer.d_in) * in_positions
     # flush-to-zero also zeroes subnormal operands, so an operation can lose |w|·η, not η

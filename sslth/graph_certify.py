@@ -71,7 +71,7 @@ def _graph_rounding(target, operators, radius: float, arithmetic: Arithmetic, la
 
     def rounding_layer(index: int, value: tuple[float, float]) -> tuple[float, float]:
         z, delta = pair_rounding(
-            index, target.layers[index], operators[index], *value, arithmetic, radius
+            index, target.layers[index], operators[index], *value, arithmetic, radius, layers[index]
         )
         layers[index].rounding_bound = delta
         return z, delta

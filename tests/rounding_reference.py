@@ -67,6 +67,8 @@ def _pair_figures(u: np.ndarray, c: np.ndarray, v: np.ndarray) -> dict:
     v_live = np.abs(v[:, live])
     largest = max([1.0, float(np.abs(u).max(initial=0)), float(np.abs(c).max(initial=0))])
     return {
+        "A": signed_pos,
+        "B": signed_neg,
         "S": spectral_norm(np.hstack([signed_pos, -signed_neg])),
         "M": spectral_norm(np.hstack([abs_pos, abs_neg])),
         "C": float(np.linalg.norm(abs_offset)),
@@ -80,14 +82,20 @@ def _pair_figures(u: np.ndarray, c: np.ndarray, v: np.ndarray) -> dict:
     }
 
 
-def rounding_term(network, radius: float, dtype: str) -> list[float]:
+def rounding_term(network, radius: float, dtype: str, weights=None) -> list[float]:
     """Δ after each pair of a dense ticket network (MLP layout: pair, ReLU, pair, …) run in
-    ``dtype`` ("float32" or "float64") on inputs of norm at most ``radius``."""
+    ``dtype`` ("float32" or "float64") on inputs of norm at most ``radius``. With the target's
+    ``weights`` (one (d_out, d_in) array per layer), S is capped at ‖W‖ + ‖[A − W, W − B]‖:
+    A σ(x) − B σ(−x) = W x + [A − W, W − B] [σ(x); σ(−x)] grows by no more."""
     unit, eta = UNIT_ROUNDOFF[dtype], SMALLEST_NORMAL[dtype]
     z, delta, deltas = float(radius), 0.0, []
-    for first, second in ticket_pairs(network):
+    for index, (first, second) in enumerate(ticket_pairs(network)):
         c = np.zeros(first.weight.shape[0]) if first.bias is None else first.bias
         f = _pair_figures(first.weight, c, second.weight)
+        if weights is not None:
+            w = np.asarray(weights[index], dtype=np.float64)
+            error = spectral_norm(np.hstack([f["A"] - w, w - f["B"]]))
+            f["S"] = min(f["S"], spectral_norm(w) + error)
         size = z + delta
         error = _gamma(f["m_U"], unit) * (math.sqrt(2.0) * f["M"] * size + f["C"]) + f["N_V"] * f[
             "scale"

@@ -66,8 +66,10 @@ def test_rounding_term_is_never_below_the_independent_reference(
     seed, widths, n, keep, dtype, radius
 ):
     network = _ticket_network(seed, widths, n, keep, getattr(torch, dtype))
-    certificate = sslth.certify(_target(widths), network, radius)
-    expected = rounding_term(network, radius, dtype)
+    target = _target(widths)
+    certificate = sslth.certify(target, network, radius)
+    weights = [m.weight.detach().numpy() for m in target if isinstance(m, nn.Linear)]
+    expected = rounding_term(network, radius, dtype, weights)
     assert certificate.rounding >= expected[-1] * (1 - 1e-9)
     for layer, reference in zip(certificate.layers, expected, strict=True):
         assert layer.rounding_bound >= reference * (1 - 1e-9)
@@ -132,3 +134,18 @@ def test_average_pooling_adds_its_own_rounding():
     assert z == 2.0 and delta >= 0.5 + arithmetic.gamma(7) * 2.5
     exact = (Op(MAXPOOL, (2, 2)), Op(FLATTEN), Op(RELU))
     assert _through_ops(exact, 2.0, 0.5, arithmetic) == (2.0, 0.5)
+
+
+def test_a_ticket_rounding_term_uses_the_capped_lipschitz_constant():
+    """A pruned ticket has A ≈ B ≈ W, so ‖[A, −B]‖ ≈ √2 ‖W‖ while ‖W‖ + ‖[A − W, W − B]‖ ≈
+    ‖W‖: the certificate carries the rounding with the cap (never below the capped reference)
+    and is clearly below the uncapped reference after three pairs."""
+    torch.manual_seed(0)
+    target = _target([6, 8, 8, 3])
+    ticket = sslth.prune(target, 0.05, 0.3, progress=False, empirical_samples=200)
+    certificate = sslth.certify(target, ticket.network, 1.0)
+    weights = [m.weight.detach().numpy() for m in target if isinstance(m, nn.Linear)]
+    capped = rounding_term(ticket.network, 1.0, "float64", weights)[-1]
+    uncapped = rounding_term(ticket.network, 1.0, "float64")[-1]
+    assert certificate.rounding >= capped * (1 - 1e-9)
+    assert certificate.rounding < 0.9 * uncapped

@@ -9,7 +9,8 @@ from the plan, to within a few percent, without drawing a weight:
 * M = ‖[|A|, |B|]‖: every entry of |A| (|B|) sums the k picks' |u_h v_h|, each about
   E|u| E|v| = 1/4 for the uniform(−1, 1) random weights, so M ≈ (k/4) · taps · √(2 d_in d_out),
   the norm of a constant non-negative kernel (measured: 0.87–0.99 of it on residual targets);
-* S = ‖[A, −B]‖ ≈ ‖[W, −W]‖ = √2 ‖W‖, since A ≈ B ≈ W;
+* S, capped at P + E (:func:`sslth.certificate.pair_rounding`), is about P = ‖W‖: E, the
+  pair's error norm, is what the tolerances make small;
 * the sums: m_V = 2 k d_in taps (+ k with a bias) terms per output, m_U = 1 per hidden neuron.
 
 Carried through the target as the certificate carries (Z, Δ), this gives the rounding term of
@@ -38,7 +39,7 @@ def _layer(layer, plan: LayerPlan, arithmetic, z: float, delta: float) -> tuple[
     k = plan.k or 1
     taps = layer.kind.taps
     magnitudes = (k / 4) * taps * math.sqrt(2 * layer.d_in * layer.d_out)
-    signed = math.sqrt(2.0) * _target_norm(layer)  # cached: the certificate needs it too
+    signed = _target_norm(layer)  # cached: the certificate needs it too
     has_bias = layer.bias is not None
     terms = 2 * k * layer.d_in * taps + (k if has_bias else 0)
     size = magnitudes * (z + delta)
