@@ -171,7 +171,7 @@ class Check:
             "soundness-float32": "5. float32 attack, cuDNN benchmark, TF32 off and on",
             "prune-lenet5": "3b. bench_prune lenet5 (if bench_prune has it)",
             "prune-2048-2048-10": "3c. bench_prune 2048-2048-10 (what the budget leaves)",
-            "prune-resnet20": "3d. bench_prune resnet20, eps 0.01 (what the budget leaves)",
+            "prune-resnet20": "3d. bench_prune resnet20 at eps 1 (its default there)",
         }
         self.steps = [Step(key, title, CAPS[key]) for key, title in titles.items()]
         self.env = self._child_env()
