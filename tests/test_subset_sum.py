@@ -365,3 +365,34 @@ def test_heuristic_resolves_tolerances_below_float32() -> None:
     every = torch.ones(b, m, dtype=torch.bool)
     _check_mask(res, values, targets, torch.full((b,), 10), every, 1e-8)
     assert float(res.solved.double().mean()) >= 0.9
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rows_of_mixed_counts_get_the_picks_they_get_alone(seed: int) -> None:
+    """``mitm`` searches rows of different candidate counts in one call (the exact search and
+    the heuristic no longer split a batch by count): each row's error and pick are bit for bit
+    those of searching its count's rows alone, hard rows (every split, every window), ties,
+    float32 and tiny budgets (many chunks and pieces) included."""
+    from sslth.subset_sum.exact import mitm
+
+    generator = torch.Generator().manual_seed(seed)
+    k = (2, 3, 5, 9, 1, 6)[seed]
+    dtype = (torch.float64, torch.float32)[seed % 2]
+    counts = torch.randint(max(k, 2), max(k, 2) + 11, (120,), generator=generator)
+    cand = torch.randn(120, int(counts.max()) + 1, generator=generator, dtype=torch.float64)
+    if seed % 3 == 0:
+        cand = (cand * 4).round() / 4  # many equal sums
+    cand = cand.to(dtype)
+    targets = (torch.randn(120, generator=generator, dtype=torch.float64) * k**0.5).to(dtype)
+    tol = 10 ** torch.empty(120, dtype=torch.float64).uniform_(-9, -1, generator=generator)
+    tol = tol.to(dtype)
+    max_splits, budget = ((None, 2**12), (3, 2**31), (1, 2**16))[seed % 3]
+    err, picks = mitm(cand, targets, tol, k, budget, max_splits, counts=counts)
+    for n in counts.unique().tolist():
+        rows = (counts == n).nonzero().squeeze(1)
+        alone_err, alone_picks = mitm(
+            cand[rows, :n].contiguous(), targets[rows], tol[rows], k, budget, max_splits
+        )
+        assert torch.equal(err[rows], alone_err)
+        assert torch.equal(picks[rows].sort(dim=1).values, alone_picks.sort(dim=1).values)
+        assert int(picks[rows].max()) < n

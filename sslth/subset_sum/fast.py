@@ -85,6 +85,26 @@ def search_dtype(cand: torch.Tensor, tol: torch.Tensor, k: int) -> torch.dtype:
     return torch.float64 if bool((tol < FLOAT32_MARGIN * resolution).any()) else torch.float32
 
 
+def _affordable(n: int, k: int, max_splits: int) -> int:
+    """Large k: the kept count shrunk until the searched splits are affordable (n = k always
+    is)."""
+    while n > k and exact_work(n, k, max_splits)[0] > FAST_MAX_WORK:
+        n -= 1
+    return n
+
+
+def _float64_rows(
+    cand: torch.Tensor, tol: torch.Tensor, k: int, counts: torch.Tensor, kept: torch.Tensor
+) -> torch.Tensor:
+    """(rows,) bool: the rows searched in float64: :func:`search_dtype` of each kept count's
+    rows (their first ``counts[row]`` columns of ``cand``), as if it were searched alone."""
+    inside = torch.arange(cand.shape[1], device=cand.device) < counts[:, None]
+    resolution = 2 * k * 2.0**-24 * torch.where(inside, cand.abs(), 0.0).amax(dim=1)
+    short = (tol < FLOAT32_MARGIN * resolution).to(torch.int64)
+    per_count = torch.zeros(int(kept.max()) + 1, dtype=torch.int64, device=cand.device)
+    return per_count.index_add_(0, kept, short)[kept] > 0
+
+
 def fast_rows(
     problem: Problem, rows: torch.Tensor, attempt: int, max_splits: int = MAX_SPLITS
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,26 +124,36 @@ def fast_rows(
     keys = hashed_uniform(problem.seed, problem.row_ids[rows], m, attempt)
     keys = keys + (~valid).to(torch.float64) * 2
     perm = keys.argsort(dim=1, stable=True)
-    for (k, n), g in groups(k_all, kept):
-        # large k: shrink the subset until the searched splits are affordable (n = k always is)
-        while n > k and exact_work(n, k, max_splits)[0] > FAST_MAX_WORK:
-            n -= 1
-        cols = perm[g, :n]
+    # one search per k and dtype: rows of every kept count together (``mitm``'s ``counts``)
+    for (k, _), g in groups(k_all, torch.zeros_like(k_all)):
+        n = before = kept[g]
+        sizes = n.unique().tolist()
+        affordable = {size: _affordable(size, k, max_splits) for size in sizes}
+        if any(size != shrunk for size, shrunk in affordable.items()):
+            lookup = [affordable.get(size, 0) for size in range(max(sizes) + 1)]
+            n = torch.tensor(lookup, device=device)[n]
+        cols = perm[g, : max(affordable.values())]
         cand = values[g].gather(1, cols)
         # the heuristic proves nothing, so it searches in float32 (half the memory traffic of
         # its sorts and lookups) where float32 resolves the tolerance; solve() recomputes
         # every error of the picks in float64
-        dtype = search_dtype(cand, tol[g], k)
-        err, picks = mitm(
-            cand.to(dtype),
-            targets[g].to(dtype),
-            tol[g].to(dtype),
-            k,
-            problem.memory_budget,
-            max_splits,
-        )
-        mask[g.unsqueeze(1), cols.gather(1, picks)] = True
-        errors[g] = err.to(errors.dtype)
+        wide = _float64_rows(cand, tol[g], k, n, before)
+        parts = [(wide, torch.float64), (~wide, torch.float32)] if bool(wide.any()) else []
+        for rows_of, dtype in parts or [(None, torch.float32)]:
+            sub = slice(None) if rows_of is None else rows_of.nonzero().squeeze(1)
+            if rows_of is not None and sub.numel() == 0:
+                continue
+            err, picks = mitm(
+                cand[sub].to(dtype),
+                targets[g][sub].to(dtype),
+                tol[g][sub].to(dtype),
+                k,
+                problem.memory_budget,
+                max_splits,
+                counts=n[sub],
+            )
+            mask[g[sub].unsqueeze(1), cols[sub].gather(1, picks)] = True
+            errors[g[sub]] = err.to(errors.dtype)
     return mask, errors
 
 
