@@ -289,10 +289,13 @@ def test_edited_graph_networks_are_refused():
 def attack_graph_ticket(seed: int, dtype: str, knobs: dict) -> tuple[float, float]:
     """(attack gap, certified bound) of the ticket of random graph target ``seed``."""
     model, shape = random_graph_target(seed)
-    try:
-        ticket = _prune(model, shape, dtype=dtype, epsilon=0.05, seed=seed)
-    except sslth.TicketNotFound as error:  # e.g. float32 rounding over ε: attack the best one
-        ticket = error.best
+    ticket, epsilon = None, 0.05
+    while ticket is None:
+        try:
+            ticket = _prune(model, shape, dtype=dtype, epsilon=epsilon, seed=seed)
+        except sslth.TicketNotFound as error:  # e.g. float32 rounding over ε: attack the best one
+            ticket = error.best  # None: refused at plan time (the rounding floor), so a larger ε
+            epsilon *= 10
     model64 = copy.deepcopy(model).double()
 
     def reference_fn(x):
