@@ -104,6 +104,19 @@ def crossover(rows: list[Record], depth: int, density: float):
     return float(slope), width, float(min(r["ratio"] for r in chosen))
 
 
+def plan_agreement(records: list[Record], construction: str):
+    """(median, lowest, highest, points) of measured m over planned m, over the found tickets
+    (above 1: the search grew ρ or n beyond its first round; below: refine shrank it)."""
+    ratios_ = [
+        r["random_params"] / r["planned_random_params"]
+        for r in records
+        if r["construction"] == construction and value(r, "measured", "random_params")
+    ]
+    if not ratios_:
+        return None
+    return statistics.median(ratios_), min(ratios_), max(ratios_), len(ratios_)
+
+
 def crossover_text(slope: float, width: float | None, smallest: float, *, widest: int) -> str:
     """The summary's reading of :func:`crossover`."""
     if smallest < 1:
@@ -276,7 +289,23 @@ def summary(table, records: list[Record], figures: list[str], config) -> str:
     lines += ["", f"## Random dense targets, ε = {config.epsilon:g}", ""]
     if records:
         lines += _fit_lines(records)
-        lines += ["", "Planned but not pruned (over measure_max_random_params):", ""]
+        lines += ["", "Measured m over planned m (found tickets):", ""]
+        for construction in ("2l", "l+1"):
+            agreement = plan_agreement(records, construction)
+            lines.append(
+                f"- {construction}: "
+                + (
+                    "none measured"
+                    if agreement is None
+                    else "median {:.3g}, range {:.3g}–{:.3g}, {} points".format(*agreement)
+                )
+            )
+        lines += [
+            "",
+            "Planned but not pruned (over measure_max_random_params, or not reached when the sweep "
+            "was stopped):",
+            "",
+        ]
         for construction in ("2l", "l+1"):
             count, weights, seconds = unrun(records, construction)
             lines.append(
