@@ -1,11 +1,10 @@
 """The search's parts on their own: the planner's rules, the policies on small synthetic states,
-block growth and refine (issue 9: the search was only covered end to end)."""
+block growth (issue 9: the search was only covered end to end). Refine: tests/test_refine.py."""
 
 from __future__ import annotations
 
 import math
 import random
-import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -16,8 +15,7 @@ from sslth import theory
 from sslth.certificate import Certificate, LayerCertificate
 from sslth.config import random_target
 from sslth.construct import PairSpec
-from sslth.device import resolve_device
-from sslth.search import _ticket, loop
+from sslth.search import loop
 from sslth.search.layer import LayerSolution, solve_layer
 from sslth.search.options import PruneOptions
 from sslth.search.sizing import (
@@ -33,7 +31,6 @@ from sslth.search.sizing import (
     random_params,
     thin_block_neurons,
 )
-from sslth.subset_sum import make_solver
 from sslth.target import as_target
 
 # ---------------------------------------------------------------- the planner's rules
@@ -236,7 +233,7 @@ def test_trade_pick_in_the_densest_layer(monkeypatch):
     assert not fixed.trade_pick()
 
 
-# ---------------------------------------------------------------- growth and refine
+# ---------------------------------------------------------------- growth
 
 
 def test_growing_out_of_reach_blocks_touches_only_them():
@@ -258,15 +255,6 @@ def test_growing_out_of_reach_blocks_touches_only_them():
     # the masks are still a valid ticket: exactly k picks everywhere
     masks = solution.masks()
     assert int(masks.second.sum()) == 3 * 2 * 10 * 12
-
-
-def test_refine_shrinks_n_and_keeps_the_guarantees():
-    target = random_target([6, 8, 3], seed=4)
-    unrefined = sslth.prune(target, 0.05, 0.3, refine=False, progress=False, empirical_samples=200)
-    refined = sslth.prune(target, 0.05, 0.3, refine=True, progress=False, empirical_samples=200)
-    assert refined.report.certified_error <= 0.05 and refined.report.density <= 0.3
-    assert sum(refined.report.n) <= sum(unrefined.report.n)
-    assert refined.report.random_params <= unrefined.report.random_params
 
 
 def test_worker_count_does_not_change_the_ticket():
@@ -293,7 +281,7 @@ def test_layer_solution_matches_a_fresh_solve_of_its_rows():
     assert torch.equal(part.signs[1].positions[chosen], full.signs[1].positions[chosen])
 
 
-# ---------------------------------------------------------------- one request, refine
+# ---------------------------------------------------------------- one request
 def test_a_prune_options_passes_whole_and_gives_the_same_ticket():
     target = random_target([3, 4, 2], seed=5)
     settings = dict(seed=2, progress=False, empirical_samples=200)
@@ -316,26 +304,6 @@ def test_a_prune_options_mixed_with_keywords_is_refused(call):
         call(random_target([3, 2]), options, seed=1)
     with pytest.raises(sslth.ConfigError, match="either a PruneOptions or"):
         call(random_target([3, 2]), options, 0.3)
-
-
-def test_refine_returns_a_certified_candidate():
-    """refine's candidate carries its own certificate and measured density (it once was a
-    placeholder with bound 0): they match the report recomputed from the ticket's masks."""
-    target = random_target([4, 6, 3], seed=7)
-    options = PruneOptions(epsilon=0.05, density=0.3, progress=False, empirical_samples=200)
-    search = loop.Search(
-        sslth.as_target(target), options, resolve_device("cpu"), make_solver(options.method)
-    )
-    search.choose_sizes()
-    first = search.run()
-    assert first.meets_epsilon and first.meets_density
-    refined = search.refine()
-    assert refined.meets_epsilon and refined.meets_density and refined.bound > 0
-    assert [n for n, _, _ in refined.sizes] <= [n for n, _, _ in first.sizes]
-    report = _ticket(search, refined, time.perf_counter()).report
-    assert report.certified_error == pytest.approx(refined.bound, rel=1e-9)
-    assert report.n == [n for n, _, _ in refined.sizes]
-    assert report.density <= options.density
 
 
 # ---------------------------------------------------------------- running out of device memory
