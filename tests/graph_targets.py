@@ -1,6 +1,6 @@
 """Random targets written as people write them: residual blocks, BatchNorm with non-trivial
 running statistics, Dropout, global average pooling (used by tests/test_graph.py and
-scripts/graph_attack.py)."""
+scripts/attack_sweep.py graph)."""
 
 from __future__ import annotations
 

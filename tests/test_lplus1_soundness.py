@@ -5,7 +5,9 @@ and the independent float64 reference (tests/reference_lplus1.py) agrees with th
 Targets: depth 2–3, widths 1–6, with and without biases, spectral norms 0.3–2 per layer, radius
 1e-2 to 1e2 (log-uniform), ε from 1e-3 to 1e-1 (log-uniform), densities 0.2–1. Where no ticket
 meets ε the best one the error carries is attacked instead: its certified error is still a
-claimed bound. Three quick targets run in the fast tier; all 100 are marked slow.
+claimed bound. The suite attacks a sample (three quick targets in the fast tier);
+``python scripts/attack_sweep.py lplus1`` attacks all 100 (its last run is in
+docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import random
 import pytest
 from torch import nn
 
-import sslth
 from tests.attack import QUICK, float64_copy, worst_gap
+from tests.conftest import first_fast
 from tests.reference_lplus1 import reference_bound
-from tests.test_soundness import _target
+from tests.soundness_harness import Outcome, assert_sound, linear_target, prune_or_best
 
 COUNT = 100
 FAST = (0, 3, 10)  # targets that build in about 2 s
+# the fast ones have no biases: 16 (depth 2) and 20 (depth 3) have, and 6 misses ε (the best
+# ticket of its TicketNotFound is attacked)
+SAMPLE = FAST + (16, 20, 6)
 DENSITIES = (0.2, 0.3, 0.5, 1.0)
 
 
@@ -40,28 +45,24 @@ def _case(index: int) -> dict:
     }
 
 
-def check_case(index: int) -> tuple[float, float]:
-    """(worst gap found, certified error) of target ``index``; asserts no violation."""
+def run_case(index: int) -> list[Outcome] | None:
+    """Attack target ``index``'s float32 l+1 ticket; asserts that the exact part agrees with the
+    independent reference."""
     case = _case(index)
-    target = _target(case)
-    try:
-        ticket = sslth.prune(
-            target,
-            case["epsilon"],
-            case["density"],
-            construction="l+1",
-            radius=case["radius"],
-            seed=case["seed"],
-            dtype="float32",
-            max_random_params=400_000,
-            empirical_samples=200,
-            progress=False,
-        )
-    except sslth.TicketNotFound as error:
-        if error.best is None:
-            pytest.skip("no ticket could be built within the limits")
-        ticket = error.best
-    certified = ticket.report.certified_error
+    target = linear_target(case)
+    ticket, best = prune_or_best(
+        target,
+        case["epsilon"],
+        case["density"],
+        construction="l+1",
+        radius=case["radius"],
+        seed=case["seed"],
+        dtype="float32",
+        max_random_params=400_000,
+        empirical_samples=200,
+    )
+    if ticket is None:
+        return None
     layers = [
         (
             m.weight.detach().double().numpy(),
@@ -77,19 +78,13 @@ def check_case(index: int) -> tuple[float, float]:
     attack = worst_gap(
         float64_copy(target), ticket.network, case["radius"], case["widths"][0], seed=index, **QUICK
     )
-    assert attack.gap <= certified, (
-        f"target {index}: the attack found {attack.gap:.6g} > certified {certified:.6g} "
-        f"at {attack.point.tolist()}"
-    )
-    return attack.gap, certified
+    label = f"target {index} {case} at {attack.point.tolist()}"
+    return [Outcome(label, "l+1 float32", attack.gap, ticket.report.certified_error, best)]
 
 
-@pytest.mark.parametrize("index", FAST)
-def test_no_input_exceeds_the_certificate_quick(index: int, one_thread) -> None:
-    check_case(index)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("index", [i for i in range(COUNT) if i not in FAST])
+@pytest.mark.parametrize("index", first_fast(SAMPLE, keep=len(FAST)))
 def test_no_input_exceeds_the_certificate(index: int, one_thread) -> None:
-    check_case(index)
+    outcomes = run_case(index)
+    if outcomes is None:
+        pytest.skip("no ticket could be built within the limits")
+    assert_sound(outcomes)
