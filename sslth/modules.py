@@ -84,9 +84,9 @@ def _only_counting_modes() -> bool:
     operator through unchanged (``bench_prune.py --count-ops`` counts a prune under it)."""
     from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
-    from sslth.opcount import OperatorCounter
+    from sslth.opcount import is_plain_counter
 
-    return all(type(mode) is OperatorCounter for mode in _get_current_dispatch_mode_stack())
+    return all(is_plain_counter(mode) for mode in _get_current_dispatch_mode_stack())
 
 
 def global_hook_problem() -> str | None:

@@ -95,3 +95,27 @@ class OperatorCounter(TorchDispatchMode):
             f"  most called: {common}\n"
             f"  host-sync-like: {syncs or 'none'}"
         )
+
+
+# captured when the class is defined: a later patch of the class's method is not the counter
+_COUNTING_DISPATCH = OperatorCounter.__torch_dispatch__
+
+
+def is_plain_counter(mode: object) -> bool:
+    """Whether ``mode`` is sslth's own :class:`OperatorCounter`, unmodified: its exact class,
+    with the dispatch method it was defined with and no per-instance override. Only such a
+    mode passes every operator through unchanged, so only it may be active while a module is
+    certified.
+
+    Args:
+        mode: an active dispatch mode.
+
+    Returns:
+        True for a plain counter, False for anything else (a subclass, a patched class or
+        instance, another mode).
+    """
+    return (
+        type(mode) is OperatorCounter
+        and OperatorCounter.__torch_dispatch__ is _COUNTING_DISPATCH
+        and "__torch_dispatch__" not in vars(mode)
+    )

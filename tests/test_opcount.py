@@ -89,6 +89,22 @@ def test_targets_are_read_under_the_counter_but_not_under_another_dispatch_mode(
     with Subclass(), pytest.raises(UnsupportedTargetError, match="DispatchMode"):
         as_target(model)
 
+    def shifted(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        return out + 1 if isinstance(out, torch.Tensor) and out.is_floating_point() else out
+
+    patched_instance = OperatorCounter()
+    patched_instance.__torch_dispatch__ = shifted.__get__(patched_instance)
+    with patched_instance, pytest.raises(UnsupportedTargetError, match="DispatchMode"):
+        as_target(model)
+    original = OperatorCounter.__torch_dispatch__
+    OperatorCounter.__torch_dispatch__ = shifted
+    try:
+        with OperatorCounter(), pytest.raises(UnsupportedTargetError, match="DispatchMode"):
+            as_target(model)
+    finally:
+        OperatorCounter.__torch_dispatch__ = original
+
 
 def _exact_operators(spread: int) -> int:
     from sslth.subset_sum import solve
